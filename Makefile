@@ -1,0 +1,30 @@
+# Two entry points for a fresh machine:
+#   make demo   create .venv, install, index the bundled sample corpus, search and ask it
+#   make test   create .venv, install, lint and run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned and installed first so pip never pulls a CUDA build.
+TORCH_PIN := torch==2.13.0
+
+.PHONY: install demo test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_PIN)
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/odqa index data/sample_corpus.jsonl --name sample --force
+	$(BIN)/odqa search "Who received a patent for the telephone?" --index indexes/sample -k 3
+
+test: install
+	$(BIN)/ruff check odqa tests bench
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) indexes/sample

@@ -1,0 +1,1 @@
+"""CLI commands, one module each: parse, call the library once, render."""

