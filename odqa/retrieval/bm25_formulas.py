@@ -11,15 +11,15 @@ lucene     log(1 + (N - df + 0.5) / (df + 0.5))    tf / (tf + k1 * L)
 okapi      log((N - df + 0.5) / (df + 0.5)),       tf * (k1 + 1) / (tf + k1 * L)
            negative idf replaced by
            epsilon * mean idf (rank-bm25)
-bm25l      log((N + 1) / (df + 0.5))               (k1 + 1) * (c + delta) / (k1 + c + delta),
-                                                   c = tf / L
+bm25l      log((N + 1) / (df + 0.5))               tf * (k1 + 1) * (c + delta) / (k1 + c + delta),
+                                                   c = tf / L (rank-bm25 0.2.2 multiplies by tf)
 bm25plus   log((N + 1) / df)                       delta + tf * (k1 + 1) / (k1 * L + tf)
 robertson  log((N - df + 0.5) / (df + 0.5))        tf * (k1 + 1) / (tf + k1 * L)
 =========  ======================================  =================================================
 
 okapi, bm25l and bm25plus reproduce rank-bm25's BM25Okapi, BM25L and BM25Plus exactly.
-bm25l and bm25plus give passages *without* the term a non-zero weight (``weight(0, dl)``); that
-part is stored per term and added back so full scores equal the reference.
+bm25plus gives passages *without* the term a non-zero weight (``delta``); that part is stored
+per term and added back so full scores equal the reference.
 """
 
 from __future__ import annotations
@@ -90,16 +90,14 @@ def weight(params: BM25Params, tf: np.ndarray, norm: np.ndarray) -> np.ndarray:
         return tf / (tf + k1 * norm)
     if params.variant == "bm25l":
         c = tf / norm
-        return (k1 + 1) * (c + params.delta) / (k1 + c + params.delta)
+        return tf * (k1 + 1) * (c + params.delta) / (k1 + c + params.delta)
     if params.variant == "bm25plus":
         return params.delta + tf * (k1 + 1) / (k1 * norm + tf)
     return tf * (k1 + 1) / (tf + k1 * norm)
 
 
 def absent_weight(params: BM25Params) -> float:
-    """Weight of a term in a passage that lacks it (non-zero only for bm25l and bm25plus)."""
-    if params.variant == "bm25l":
-        return (params.k1 + 1) * params.delta / (params.k1 + params.delta)
+    """Weight of a term in a passage that lacks it (non-zero only for bm25plus)."""
     if params.variant == "bm25plus":
         return float(params.delta)
     return 0.0
