@@ -57,6 +57,11 @@ class CorpusOptions:
             raise OdqaError(f"--passage-words must be >= 0, got {self.passage_words}")
         if self.passage_stride is not None and self.passage_stride <= 0:
             raise OdqaError(f"--passage-stride must be > 0, got {self.passage_stride}")
+        if self.passage_words and (self.passage_stride or 0) > self.passage_words:
+            raise OdqaError(
+                f"--passage-stride {self.passage_stride} is larger than --passage-words "
+                f"{self.passage_words}: the words between windows would never be indexed"
+            )
 
     @property
     def stride(self) -> int:
@@ -69,7 +74,9 @@ def open_binary(path: Path) -> BinaryIO:
     raw = open(path, "rb")  # noqa: SIM115 - returned to the caller
     magic = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
     if path.suffix == ".gz" or magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        # GzipFile never closes a file object it was given: let it open (and close) its own.
+        raw.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     return raw
 
 

@@ -34,7 +34,6 @@ class MissingDependencyError(OdqaError):
     """An optional dependency is not installed; the message names the pip command."""
 
 
-
 __all__ = [
     "IndexLoadError",
     "InputError",

@@ -15,6 +15,8 @@ from odqa.errors import ModelNotAvailableError
 
 T = TypeVar("T")
 
+_UNAVAILABLE_HUB_MODELS: dict[str, ModelNotAvailableError] = {}
+
 DEFAULT_DENSE_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -63,6 +65,8 @@ def load_pretrained(loader: Callable[[str], T], name: str, role: str, flag: str)
         ModelNotAvailableError: when the model cannot be loaded.
     """
     resolved = resolve_model(name)
+    if resolved in _UNAVAILABLE_HUB_MODELS:
+        raise _UNAVAILABLE_HUB_MODELS[resolved]
     try:
         return loader(resolved)
     except ModelNotAvailableError:
@@ -70,11 +74,16 @@ def load_pretrained(loader: Callable[[str], T], name: str, role: str, flag: str)
     except (OSError, ValueError) as exc:
         offline = " (HF_HUB_OFFLINE is set)" if is_offline() else ""
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelNotAvailableError(
-            f"cannot load {role} model '{name}'{offline}: {reason[:200]}. "
+        reason = reason[:200].rstrip(". ")
+        error = ModelNotAvailableError(
+            f"cannot load {role} model '{name}'{offline}: {reason}. "
             f"Give a local copy with {flag} PATH, or download it once with network access "
             f"(unset HF_HUB_OFFLINE) so it is in the Hugging Face cache."
-        ) from exc
+        )
+        if not Path(resolved).is_dir():
+            # A hub id that failed once (offline, not cached) fails again: don't retry the hub.
+            _UNAVAILABLE_HUB_MODELS[resolved] = error
+        raise error from exc
 
 
 DEVICES = ("auto", "cpu", "cuda")

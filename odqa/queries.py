@@ -13,6 +13,13 @@ QUESTION_FIELDS = ("question", "query", "text")
 
 
 def _parse_line(line: str, number: int, source: str) -> Query:
+    query = _parse_record(line, number, source)
+    if not query.text.strip():
+        raise InputError(source, number, "empty query text")
+    return query
+
+
+def _parse_record(line: str, number: int, source: str) -> Query:
     stripped = line.strip()
     if stripped.startswith("{"):
         try:
@@ -22,7 +29,9 @@ def _parse_line(line: str, number: int, source: str) -> Query:
         text = next((record[f] for f in QUESTION_FIELDS if isinstance(record.get(f), str)), None)
         if text is None:
             raise InputError(source, number, f"no {'/'.join(QUESTION_FIELDS)} field")
-        qid = record.get("id", record.get("_id", record.get("query_id", number)))
+        qid = next(
+            (record[f] for f in ("id", "_id", "query_id") if record.get(f) is not None), number
+        )
         return Query(str(qid), text)
     if "\t" in line:
         return Query(str(number), line.split("\t", 1)[0].strip())

@@ -67,14 +67,25 @@ class PassageStore:
         self.folder = folder
         self.offsets = np.load(folder / OFFSETS, mmap_mode="r")
         path = folder / PASSAGES
-        self._file = open(path, "rb")  # noqa: SIM115 - kept open for the store's lifetime
         size = path.stat().st_size
         if int(self.offsets[-1]) != size:
             raise IndexLoadError(
                 f"{folder}: {PASSAGES} is {size} bytes but the offsets say {int(self.offsets[-1])}"
                 "; the index is damaged, rebuild it with --force"
             )
+        self._file = open(path, "rb")  # noqa: SIM115 - kept open for the store's lifetime
         self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+
+    def close(self) -> None:
+        """Release the memory map and the file handle."""
+        if isinstance(self._map, mmap.mmap):
+            self._map.close()
+        self._file.close()
+
+    def __del__(self) -> None:
+        file = getattr(self, "_file", None)
+        if file is not None and not file.closed:
+            self.close()
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

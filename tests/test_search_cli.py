@@ -20,7 +20,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "sample"
-    result = runner.invoke(app, ["index", str(SAMPLE_CORPUS), "--out", str(out), "--quiet"])
+    args = ["index", str(SAMPLE_CORPUS), "--out", str(out), "--quiet", "--retrievers", "bm25"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     return out
 

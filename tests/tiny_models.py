@@ -61,7 +61,9 @@ def tiny_bert_config(vocab_size: int, **overrides):
     return BertConfig(**settings)
 
 
-def save_tiny_bert(folder: Path, model_class: str = "BertModel", seed: int = 0, **overrides) -> Path:
+def save_tiny_bert(
+    folder: Path, model_class: str = "BertModel", seed: int = 0, **overrides
+) -> Path:
     """Build a random tiny BERT of ``model_class`` (e.g. ``BertForQuestionAnswering``) and save it
     with its tokenizer to ``folder``; return the folder."""
     import torch

@@ -11,6 +11,7 @@ from typing import TextIO
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from odqa.errors import OdqaError
 from odqa.store import MANIFEST
@@ -30,7 +31,7 @@ def fail_on_error() -> Iterator[None]:
     try:
         yield
     except OdqaError as exc:
-        err_console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err_console.print("interrupted")
