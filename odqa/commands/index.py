@@ -11,6 +11,7 @@ from rich.table import Table
 
 from odqa.commands._common import default_index_root, err_console, fail_on_error
 from odqa.corpus import CorpusFormat
+from odqa.models import DEFAULT_DENSE_ENCODER
 
 
 class BM25Variant(str, Enum):
@@ -29,6 +30,30 @@ class Stopwords(str, Enum):
 class Stemmer(str, Enum):
     english = "english"
     none = "none"
+
+
+class Pooling(str, Enum):
+    cls = "cls"
+    mean = "mean"
+    max = "max"
+
+
+class Backend(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+    int8 = "int8"
+
+
+class FaissKind(str, Enum):
+    flat = "flat"
+    hnsw = "hnsw"
+    ivfpq = "ivfpq"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
 
 
 def default_name(inputs: list[Path]) -> str:
@@ -61,7 +86,7 @@ def index_command(
     ] = None,
     retrievers: Annotated[
         str, typer.Option(help="Retriever families to build, comma-separated: bm25,dense.")
-    ] = "bm25",
+    ] = "bm25,dense",
     bm25: Annotated[BM25Variant, typer.Option(help="BM25 variant.")] = BM25Variant.lucene,
     k1: Annotated[float, typer.Option(help="BM25 k1.")] = 0.9,
     b: Annotated[float, typer.Option(help="BM25 b.")] = 0.4,
@@ -71,6 +96,44 @@ def index_command(
     epsilon: Annotated[float, typer.Option(help="okapi: idf floor as a share of mean idf.")] = 0.25,
     stopwords: Annotated[Stopwords, typer.Option(help="Stopword list.")] = Stopwords.en,
     stemmer: Annotated[Stemmer, typer.Option(help="Stemmer.")] = Stemmer.english,
+    encoder: Annotated[
+        str,
+        typer.Option(
+            help="Dense passage encoder: sentence-transformers or HF model (hub id or folder)."
+        ),
+    ] = DEFAULT_DENSE_ENCODER,
+    query_encoder: Annotated[
+        str | None, typer.Option(help="Separate question encoder (DPR pairs).")
+    ] = None,
+    pooling: Annotated[
+        Pooling | None, typer.Option(help="Pooling (default: as the model says, else mean).")
+    ] = None,
+    normalize: Annotated[
+        bool | None,
+        typer.Option(
+            "--normalize/--no-normalize", help="L2-normalise (default: as the model says)."
+        ),
+    ] = None,
+    query_prefix: Annotated[str, typer.Option(help='Text before each query, e.g. "query: ".')] = "",
+    passage_prefix: Annotated[str, typer.Option(help="Text before each passage.")] = "",
+    max_length: Annotated[
+        int | None, typer.Option(min=2, help="Tokens per text (default: the model's).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per encoder batch.")] = 64,
+    device: Annotated[Device, typer.Option(help="Encoder device (fp16 on CUDA).")] = Device.auto,
+    backend: Annotated[
+        Backend, typer.Option(help="Encoder runtime: torch, onnx or int8 (ONNX Runtime, CPU).")
+    ] = Backend.torch,
+    faiss: Annotated[FaissKind, typer.Option(help="FAISS index kind.")] = FaissKind.flat,
+    hnsw_m: Annotated[int, typer.Option(min=2, help="HNSW: links per node.")] = 32,
+    ef_construction: Annotated[int, typer.Option(min=1, help="HNSW: build beam width.")] = 200,
+    nlist: Annotated[
+        int | None, typer.Option(min=1, help="IVF-PQ: lists (default about 4 sqrt(n)).")
+    ] = None,
+    pq_m: Annotated[
+        int | None, typer.Option(min=1, help="IVF-PQ: sub-quantisers (default dim / 4).")
+    ] = None,
+    pq_nbits: Annotated[int, typer.Option(min=1, max=16, help="IVF-PQ: bits per code.")] = 8,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing index.")] = False,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted build (keeps encoded chunks).")
@@ -84,6 +147,7 @@ def index_command(
     from odqa.corpus import CorpusOptions
     from odqa.progress import make_progress
     from odqa.retrieval.bm25_formulas import BM25Params
+    from odqa.retrieval.dense_options import DenseOptions
     from odqa.text import Analyzer
 
     with fail_on_error():
@@ -103,7 +167,26 @@ def index_command(
             retrievers=families,
             bm25=BM25Params(variant=bm25.value, k1=k1, b=b, delta=delta, epsilon=epsilon),
             analyzer=Analyzer(stopwords=stopwords.value, stemmer=stemmer.value),
-            dense=None,
+            dense=DenseOptions(
+                encoder=encoder,
+                query_encoder=query_encoder,
+                pooling=pooling.value if pooling else None,
+                normalize=normalize,
+                query_prefix=query_prefix,
+                passage_prefix=passage_prefix,
+                max_length=max_length,
+                batch_size=batch_size,
+                device=device.value,
+                backend=backend.value,
+                faiss=faiss.value,
+                hnsw_m=hnsw_m,
+                ef_construction=ef_construction,
+                nlist=nlist,
+                pq_m=pq_m,
+                pq_nbits=pq_nbits,
+            )
+            if "dense" in families
+            else None,
         )
         with make_progress(enabled=not quiet) as progress:
             manifest = build_index(
@@ -126,6 +209,12 @@ def summary_table(path: Path, manifest: dict, size: int) -> Table:
     if "bm25" in manifest:
         table.add_row("vocabulary", f"{manifest['bm25']['vocabulary_size']:,}")
         table.add_row("BM25 non-zeros", f"{manifest['bm25']['nonzeros']:,}")
+    if "dense" in manifest:
+        dense = manifest["dense"]
+        table.add_row("dense encoder", dense["encoder"]["passage"]["model"])
+        table.add_row(
+            "dense vectors", f"{dense['count']:,} x {dense['dimension']} ({dense['faiss']['kind']})"
+        )
     table.add_row("size on disk", f"{size / 1e6:,.1f} MB")
     table.add_row("build time", f"{manifest['build_seconds']:.1f} s")
     return table

@@ -1,0 +1,117 @@
+"""Query and passage encoders of one dense index: one shared model, or a DPR pair."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from odqa.encoders.spec import EncoderSpec, inspect_encoder
+from odqa.encoders.text_encoder import TextEncoder
+from odqa.retrieval.dense_options import DenseOptions
+from odqa.types import Passage
+
+
+@dataclass
+class DualEncoder:
+    """Encodes queries and passages into one vector space.
+
+    Attributes:
+        query: encoder of questions.
+        passage: encoder of passages.
+        include_title: put the passage title in front of its text (DPR: as a first segment).
+    """
+
+    query: TextEncoder
+    passage: TextEncoder
+    include_title: bool = True
+
+    @classmethod
+    def from_options(cls, options: DenseOptions, threads: int | None = None) -> DualEncoder:
+        """Inspect the model(s) named in ``options``; nothing is loaded yet."""
+        settings = dict(
+            pooling=options.pooling, normalize=options.normalize, max_length=options.max_length
+        )
+        passage_spec = inspect_encoder(options.encoder, prefix=options.passage_prefix, **settings)
+        if options.query_encoder:
+            query_spec = inspect_encoder(
+                options.query_encoder, prefix=options.query_prefix, **settings
+            )
+        else:
+            query_spec = None
+        return cls._build(
+            query_spec,
+            passage_spec,
+            options.query_prefix,
+            options.include_title,
+            backend=options.backend,
+            device=options.device,
+            batch_size=options.batch_size,
+            threads=threads,
+        )
+
+    @classmethod
+    def from_manifest(cls, section: dict[str, Any], **runtime: Any) -> DualEncoder:
+        """Rebuild the encoders recorded by :meth:`describe`.
+
+        Args:
+            section: the ``encoder`` dict of a dense manifest.
+            runtime: ``backend``, ``device``, ``batch_size``, ``threads`` overrides.
+        """
+        query_spec = EncoderSpec.from_dict(section["query"])
+        runtime = {key: value for key, value in runtime.items() if value is not None}
+        runtime.setdefault("backend", section.get("backend", "torch"))
+        return cls._build(
+            None if section.get("shared", True) else query_spec,
+            EncoderSpec.from_dict(section["passage"]),
+            query_spec.prefix,
+            section.get("include_title", True),
+            **runtime,
+        )
+
+    @classmethod
+    def _build(
+        cls,
+        query_spec: EncoderSpec | None,
+        passage_spec: EncoderSpec,
+        query_prefix: str,
+        include_title: bool,
+        **runtime: Any,
+    ) -> DualEncoder:
+        """``query_spec`` None: queries use the passage model with ``query_prefix``."""
+        runtime = {key: value for key, value in runtime.items() if value is not None}
+        passage = TextEncoder(passage_spec, **runtime)
+        if query_spec is None:
+            query = passage.with_prefix(query_prefix)
+        else:
+            role = {"role": "question encoder", "flag": "--query-encoder"}
+            query = TextEncoder(query_spec, **role, **runtime)
+        return cls(query=query, passage=passage, include_title=include_title)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready record of both encoders (goes into the index manifest)."""
+        return {
+            "query": self.query.spec.to_dict(),
+            "passage": self.passage.spec.to_dict(),
+            "shared": self.query._runtime is self.passage._runtime,
+            "include_title": self.include_title,
+            "backend": self.passage.backend,
+        }
+
+    def encode_queries(self, queries: list[str]) -> np.ndarray:
+        """Query vectors (len(queries), dim) float32."""
+        return self.query.encode(list(queries))
+
+    def encode_passages(
+        self, passages: list[Passage], on_batch: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Passage vectors (len(passages), dim) float32, in order."""
+        texts = [p.text for p in passages]
+        if not self.include_title:
+            return self.passage.encode(texts, on_batch=on_batch)
+        if self.passage.spec.kind == "dpr":
+            return self.passage.encode([p.title for p in passages], texts, on_batch=on_batch)
+        joined = [f"{p.title}. {p.text}" if p.title else p.text for p in passages]
+        return self.passage.encode(joined, on_batch=on_batch)

@@ -1,0 +1,262 @@
+"""Dense retrieval: encode passages in resumable on-disk chunks, index them with FAISS, and
+search with queries encoded exactly as the manifest records.
+
+Layout of ``<index>/dense``::
+
+    index.faiss      the FAISS index (inner product)
+    vectors.npy      exact float32 vectors, only for IVF-PQ re-ranking (read memory-mapped)
+
+While building, ``chunks/NNNNN.npy`` and ``build.json`` hold the encoded chunks and the settings
+they were made with; a resumed build keeps the chunks only when those settings match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from odqa.errors import IndexLoadError, OdqaError
+from odqa.retrieval import faiss_index
+from odqa.retrieval.dense_options import DenseOptions
+from odqa.types import RankedIds
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from odqa.encoders import DualEncoder
+    from odqa.store import PassageStore
+
+DENSE_FORMAT = 1
+INDEX_FILE = "index.faiss"
+VECTORS_FILE = "vectors.npy"
+STATE_FILE = "build.json"
+CHUNKS = "chunks"
+
+
+def _chunk_path(dense_dir: Path, number: int) -> Path:
+    return dense_dir / CHUNKS / f"{number:05d}.npy"
+
+
+def _prepare_chunks(dense_dir: Path, state: dict[str, Any], resume: bool) -> None:
+    """Keep existing chunks only for a resume with identical settings; else start afresh."""
+    state_file = dense_dir / STATE_FILE
+    previous = json.loads(state_file.read_text()) if state_file.is_file() else None
+    if not (resume and previous == state):
+        shutil.rmtree(dense_dir / CHUNKS, ignore_errors=True)
+    (dense_dir / CHUNKS).mkdir(parents=True, exist_ok=True)
+    state_file.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+
+def _digest(passages: PassageStore) -> str | None:
+    """A fingerprint of the passage layout (byte offsets), so a changed corpus starts over."""
+    offsets = getattr(passages, "offsets", None)
+    if offsets is None:
+        return None
+    return hashlib.sha256(np.ascontiguousarray(offsets).tobytes()).hexdigest()
+
+
+def _valid_chunk(path: Path, rows: int) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return False
+    return array.ndim == 2 and array.shape[0] == rows and array.dtype == np.float32
+
+
+def encode_chunks(
+    dense_dir: Path,
+    passages: PassageStore,
+    encoder: DualEncoder,
+    chunk_size: int,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Encode every passage into ``chunks/NNNNN.npy`` files, skipping chunks already on disk."""
+    total = len(passages)
+    task = None
+    if progress is not None:
+        task = progress.add_task("dense encoding", total=total, unit="passages")
+    paths = []
+    for number, start in enumerate(range(0, total, chunk_size)):
+        stop = min(start + chunk_size, total)
+        path = _chunk_path(dense_dir, number)
+        paths.append(path)
+        if _valid_chunk(path, stop - start):
+            if task is not None:
+                progress.update(task, advance=stop - start)
+            continue
+        advance = (lambda n: progress.update(task, advance=n)) if task is not None else None
+        vectors = encoder.encode_passages(passages.get_many(list(range(start, stop))), advance)
+        partial = path.with_name(path.stem + ".partial.npy")
+        np.save(partial, vectors.astype(np.float32, copy=False), allow_pickle=False)
+        partial.replace(path)
+    return paths
+
+
+def _write_vectors(paths: list[Path], target: Path) -> None:
+    """Concatenate the chunks into one ``.npy`` without holding them all in memory."""
+    arrays = [np.load(p, mmap_mode="r", allow_pickle=False) for p in paths]
+    count, dimension = sum(len(a) for a in arrays), arrays[0].shape[1]
+    out = np.lib.format.open_memmap(target, mode="w+", dtype=np.float32, shape=(count, dimension))
+    offset = 0
+    for array in arrays:
+        out[offset : offset + len(array)] = array
+        offset += len(array)
+    out.flush()
+    del out
+
+
+def build_dense(
+    dense_dir: Path,
+    passages: PassageStore,
+    options: DenseOptions,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Encode ``passages`` and write the FAISS index into ``dense_dir``; return the manifest
+    section that lets queries be encoded identically later.
+
+    Args:
+        dense_dir: an existing folder (may hold chunks of an interrupted build).
+        passages: the passages of the index, in index order.
+        options: encoder, batching, backend and FAISS settings.
+        resume: reuse chunks encoded with the same settings by an interrupted build.
+        progress: shows a "dense encoding" task (passages/s, time left) when given.
+
+    Raises:
+        OdqaError: no passages, or encoder / index settings that cannot work.
+        ModelNotAvailableError: the encoder cannot be loaded.
+    """
+    from odqa.encoders import DualEncoder
+
+    if len(passages) == 0:
+        raise OdqaError("no passages to encode for the dense index")
+    encoder = DualEncoder.from_options(options)
+    state = {
+        "encoder": encoder.describe(),
+        "options": options.encoding_dict(),
+        "passages": len(passages),
+        "passages_digest": _digest(passages),
+        "chunk_size": options.chunk_size,
+    }
+    _prepare_chunks(dense_dir, state, resume)
+    paths = encode_chunks(dense_dir, passages, encoder, options.chunk_size, progress)
+    dimension = int(np.load(paths[0], mmap_mode="r").shape[1])
+    params = faiss_index.resolve_params(
+        options.faiss, len(passages), dimension, **options.to_dict()
+    )
+    task = None
+    if progress is not None:
+        task = progress.add_task(f"faiss {options.faiss}", total=len(passages), unit="vectors")
+    advance = (lambda n: progress.update(task, advance=n)) if task is not None else None
+    index = faiss_index.build_index(paths, options.faiss, params, advance)
+    faiss_index.write_index(index, dense_dir / INDEX_FILE)
+    refine = options.refine if options.faiss == "ivfpq" else 0
+    if refine:
+        _write_vectors(paths, dense_dir / VECTORS_FILE)
+    shutil.rmtree(dense_dir / CHUNKS)
+    (dense_dir / STATE_FILE).unlink()
+    return {
+        "format": DENSE_FORMAT,
+        "encoder": encoder.describe(),
+        "backend": options.backend,
+        "dimension": dimension,
+        "metric": "inner_product",
+        "count": len(passages),
+        "faiss": {"kind": options.faiss, "file": INDEX_FILE, **params},
+        "search": {"ef_search": options.ef_search, "nprobe": options.nprobe, "refine": refine},
+        "options": options.to_dict(),
+    }
+
+
+class DenseRetriever:
+    """Searches a dense index folder; the query encoder loads on the first search.
+
+    Build with :meth:`load`; ``search_ids(queries, k)`` returns int64 passage indices and
+    float32 inner products, best first, ties by index.
+    """
+
+    def __init__(
+        self,
+        index: Any,
+        encoder: DualEncoder,
+        vectors: np.ndarray | None = None,
+        refine: int = 0,
+    ) -> None:
+        self.index = index
+        self.encoder = encoder
+        self.vectors = vectors
+        self.refine = refine
+        self._last: tuple[tuple[str, ...], np.ndarray] | None = None
+
+    @classmethod
+    def load(
+        cls,
+        folder: Path,
+        section: dict[str, Any],
+        ef_search: int | None = None,
+        nprobe: int | None = None,
+        device: str | None = None,
+        batch_size: int | None = None,
+        backend: str | None = None,
+        refine: int | None = None,
+    ) -> DenseRetriever:
+        """Open ``folder`` as described by the manifest ``section`` (index memory-mapped).
+
+        Query-time options override the recorded defaults: ``ef_search`` (HNSW), ``nprobe`` and
+        ``refine`` (IVF-PQ), ``device``, ``batch_size``, ``backend`` of the query encoder.
+
+        Raises:
+            IndexLoadError: unknown format, missing file, or a count mismatch.
+        """
+        from odqa.encoders import DualEncoder
+
+        folder = Path(folder)
+        if section.get("format") != DENSE_FORMAT:
+            raise IndexLoadError(
+                f"dense index format {section.get('format')!r} in {folder} is not supported "
+                f"(expected {DENSE_FORMAT}): rebuild the index with this version of odqa"
+            )
+        index = faiss_index.read_index(folder / section["faiss"]["file"])
+        if index.ntotal != section["count"] or index.d != section["dimension"]:
+            raise IndexLoadError(
+                f"dense index {folder} holds {index.ntotal} vectors of dimension {index.d}, the "
+                f"manifest says {section['count']} of {section['dimension']}: rebuild the index"
+            )
+        recorded = section.get("search", {})
+        faiss_index.set_search_params(
+            index,
+            ef_search if ef_search is not None else recorded.get("ef_search"),
+            nprobe if nprobe is not None else recorded.get("nprobe"),
+        )
+        refine = recorded.get("refine", 0) if refine is None else refine
+        vectors = None
+        if refine and (folder / VECTORS_FILE).is_file():
+            vectors = np.load(folder / VECTORS_FILE, mmap_mode="r", allow_pickle=False)
+        encoder = DualEncoder.from_manifest(
+            section["encoder"], device=device, batch_size=batch_size, backend=backend
+        )
+        return cls(index, encoder, vectors, refine)
+
+    def encode(self, queries: list[str]) -> np.ndarray:
+        """Query vectors; the last batch is remembered (hybrid and dense share one encoding)."""
+        key = tuple(queries)
+        if self._last is None or self._last[0] != key:
+            self._last = (key, self.encoder.encode_queries(list(queries)))
+        return self._last[1]
+
+    def search_ids(self, queries: list[str], k: int) -> list[RankedIds]:
+        """Top ``k`` passage indices and inner-product scores per query, best first."""
+        if not queries:
+            return []
+        return self.search_vectors(self.encode(queries), k)
+
+    def search_vectors(self, vectors: np.ndarray, k: int) -> list[RankedIds]:
+        """Top ``k`` for already encoded query vectors."""
+        return faiss_index.search(self.index, vectors, k, self.vectors, self.refine)
