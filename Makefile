@@ -21,6 +21,7 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/odqa index data/sample_corpus.jsonl --name sample --force
 	$(BIN)/odqa search "Who received a patent for the telephone?" --index indexes/sample -k 3
+	HF_HUB_OFFLINE=1 $(BIN)/odqa ask "Who received a patent for the telephone?" --index indexes/sample --top 3
 
 test: install
 	$(BIN)/ruff check odqa tests bench

@@ -1,0 +1,1 @@
+"""Answering modes: open-book (retrieve then read) and closed-book (generate)."""

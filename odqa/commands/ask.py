@@ -1,0 +1,170 @@
+"""`odqa ask`: answer questions from an index (open-book) or from a model alone (closed-book)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from odqa.commands._common import fail_on_error, gather_queries, output_stream, resolve_index
+
+
+class AskMode(str, Enum):
+    open_book = "open-book"
+    closed_book = "closed-book"
+
+
+class AnswerFormat(str, Enum):
+    table = "table"
+    jsonl = "jsonl"
+
+
+class ScoreMode(str, Enum):
+    reader = "reader"
+    combined = "combined"
+
+
+class ReaderKind(str, Enum):
+    extractive = "extractive"
+    generative = "generative"
+
+
+class Backend(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
+    int8 = "int8"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def ask_command(
+    question: Annotated[
+        str | None, typer.Argument(help="The question (or use --questions).")
+    ] = None,
+    index: Annotated[
+        Path | None, typer.Option("--index", "-i", help="Index directory (default: the only one).")
+    ] = None,
+    mode: Annotated[
+        AskMode, typer.Option(help="open-book reads retrieved passages; closed-book needs none.")
+    ] = AskMode.open_book,
+    retriever: Annotated[str, typer.Option(help="bm25, dense or hybrid.")] = "bm25",
+    passages: Annotated[int, typer.Option(min=1, help="Passages retrieved and read.")] = 20,
+    top: Annotated[int, typer.Option(min=1, help="Answers per question.")] = 5,
+    reader: Annotated[
+        str | None,
+        typer.Option(
+            help="Model (hub id or folder): extractive reader, or generator in closed-book."
+        ),
+    ] = None,
+    reader_kind: Annotated[
+        ReaderKind,
+        typer.Option(help="Open-book: extract spans, or generate answers with a seq2seq reader."),
+    ] = ReaderKind.extractive,
+    questions: Annotated[
+        str | None,
+        typer.Option("--questions", help="Questions file (JSONL, TSV, lines) or - for stdin."),
+    ] = None,
+    fmt: Annotated[AnswerFormat, typer.Option("--format", help="Output format.")] = (
+        AnswerFormat.table
+    ),
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
+    max_seq_length: Annotated[int, typer.Option(min=8, help="Tokens per reader window.")] = 384,
+    doc_stride: Annotated[int, typer.Option(min=0, help="Tokens shared by windows.")] = 128,
+    max_answer_length: Annotated[int, typer.Option(min=1, help="Longest answer (tokens).")] = 30,
+    score: Annotated[
+        ScoreMode, typer.Option(help="Rank by reader score, or combined with the retriever's.")
+    ] = ScoreMode.reader,
+    retriever_weight: Annotated[
+        float, typer.Option(help="Weight of the [0, 1]-scaled retriever score (--score combined).")
+    ] = 1.0,
+    no_answer_threshold: Annotated[
+        float | None,
+        typer.Option(help="SQuAD 2.0 readers: keep spans beating the no-answer score by more."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows (or questions) per batch.")] = 32,
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
+    backend: Annotated[
+        Backend, typer.Option(help="Reader runtime: torch, onnx (CPU) or int8 (ONNX int8, CPU).")
+    ] = Backend.torch,
+    precision: Annotated[
+        Precision, typer.Option(help="Reader precision (torch): auto = fp16 on CUDA, else fp32.")
+    ] = Precision.auto,
+    num_beams: Annotated[int, typer.Option(min=1, help="Closed-book: beams.")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Closed-book: answer tokens.")] = 32,
+    prefix: Annotated[str, typer.Option(help="Closed-book: text put before each question.")] = "",
+) -> None:
+    """Answer questions with ranked answers and their evidence."""
+    from rich.console import Console
+
+    from odqa.render_answers import write_answers
+
+    with fail_on_error():
+        batch = gather_queries(question, questions)
+        if mode is AskMode.closed_book:
+            from odqa.answering.closed_book import answer_closed_book
+
+            results = answer_closed_book(
+                batch,
+                model=reader,
+                top=top,
+                num_beams=num_beams,
+                max_new_tokens=max_new_tokens,
+                prefix=prefix,
+                batch_size=batch_size,
+                device=device.value,
+            )
+        elif reader_kind is ReaderKind.generative:
+            from odqa import load_index
+            from odqa.answering.open_book_generative import answer_open_book_generative
+
+            results = answer_open_book_generative(
+                load_index(resolve_index(index)),
+                batch,
+                retriever=retriever,
+                passages=passages,
+                top=top,
+                model=reader,
+                num_beams=num_beams,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                device=device.value,
+            )
+        else:
+            from odqa import load_index
+            from odqa.answering.open_book import answer_open_book
+
+            opened = load_index(resolve_index(index))
+            results = answer_open_book(
+                opened,
+                batch,
+                retriever=retriever,
+                passages=passages,
+                top=top,
+                reader=reader,
+                max_seq_length=max_seq_length,
+                doc_stride=doc_stride,
+                max_answer_length=max_answer_length,
+                score=score.value,
+                retriever_weight=retriever_weight,
+                no_answer_threshold=no_answer_threshold,
+                batch_size=batch_size,
+                device=device.value,
+                backend=backend.value,
+                precision=precision.value,
+            )
+        with output_stream(output) as out:
+            console = Console(file=out) if output is not None else Console()
+            write_answers(results, fmt.value, out, console)

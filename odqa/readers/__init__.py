@@ -1,0 +1,1 @@
+"""Readers: turn a question and retrieved passages into ranked answers."""

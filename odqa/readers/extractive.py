@@ -1,0 +1,279 @@
+"""Extractive reader: any Hugging Face question-answering model with a fast tokenizer.
+
+Steps, each testable alone: encode pairs into windows (:mod:`odqa.readers.windows`), forward the
+windows of all questions in shared length-sorted batches, decode the best spans per window
+(:mod:`odqa.readers.spans`), and gather them per passage in character offsets. Ranking the spans
+of a question across passages lives in :mod:`odqa.readers.ranking`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from odqa.errors import ModelNotAvailableError, OdqaError
+from odqa.models import load_pretrained, resolve_device
+from odqa.readers.spans import spans_to_chars, top_spans
+from odqa.readers.windows import Window, encode_question, length_sorted_batches, pad_batch
+
+DEFAULT_READER = "distilbert/distilbert-base-cased-distilled-squad"
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+BACKENDS = ("torch", "onnx", "int8")
+
+
+@dataclass(frozen=True)
+class ReaderParams:
+    """Settings of the extractive reader (JSON-serialisable, restored with ``ReaderParams(**d)``).
+
+    ``no_answer_threshold`` enables the no-answer decision of SQuAD 2.0 models: a span is kept
+    only when its score beats its passage's no-answer (CLS) score by more than the threshold.
+    ``None`` (the default) keeps every span, right for SQuAD 1.1 models.
+
+    ``backend``: ``torch`` runs the Hugging Face model; ``onnx`` runs it exported to ONNX Runtime
+    (fp32, CPU); ``int8`` runs the ONNX export quantised to int8 (CPU). ``precision`` (torch
+    backend): ``auto`` is fp16 on CUDA and fp32 on CPU; ``bf16`` runs under bfloat16 autocast.
+    Lower precisions are faster and may move near-tied spans.
+    """
+
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    max_answer_length: int = 30
+    n_best: int = 20
+    max_question_tokens: int = 64
+    batch_size: int = 32
+    no_answer_threshold: float | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    backend: str = "torch"
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise OdqaError(
+                f"unknown backend '{self.backend}': choose one of {', '.join(BACKENDS)}"
+            )
+        if self.precision not in PRECISIONS:
+            raise OdqaError(
+                f"unknown precision '{self.precision}': choose one of {', '.join(PRECISIONS)}"
+            )
+        for name in ("max_seq_length", "max_answer_length", "n_best", "batch_size"):
+            if getattr(self, name) < 1:
+                raise OdqaError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.doc_stride < 0:
+            raise OdqaError(f"--doc-stride must be 0 or more, got {self.doc_stride}")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Field names, the reader options ``answer_open_book`` accepts."""
+        return tuple(f.name for f in fields(cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class PassageSpans:
+    """Candidate answers read from one passage, best first: character ``starts``/``ends`` into
+    the passage text, reader ``scores`` (start + end logit), and its no-answer score."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    scores: np.ndarray
+    null_score: float
+
+
+@contextmanager
+def _quiet_transformers():
+    """Silence transformers' loading progress bars and warnings for the duration of a load."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@lru_cache(maxsize=4)
+def load_qa_model(name: str, device: str, precision: str = "fp32"):
+    """Load (once per process) an extractive QA model and its fast tokenizer onto ``device``,
+    in ``precision`` (``fp32``, ``fp16`` or ``bf16``; see :class:`ReaderParams`).
+
+    Raises:
+        ModelNotAvailableError: when the model cannot be loaded, is not a question-answering
+            model, or has no fast tokenizer (character offsets need one).
+    """
+    from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
+
+    with _quiet_transformers():
+        config = load_pretrained(AutoConfig.from_pretrained, name, "reader", "--reader")
+        architectures = list(getattr(config, "architectures", None) or [])
+        if not any(a.endswith("ForQuestionAnswering") for a in architectures):
+            found = ", ".join(architectures) or "none"
+            raise ModelNotAvailableError(
+                f"reader model '{name}' is not an extractive question-answering model "
+                f"(architectures: {found}): give one trained for SQuAD-style QA with --reader"
+            )
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, name, "reader", "--reader")
+        if not getattr(tokenizer, "is_fast", False):
+            raise ModelNotAvailableError(
+                f"reader model '{name}' has no fast tokenizer (tokenizer.json): "
+                "character offsets need one"
+            )
+        model = load_pretrained(
+            AutoModelForQuestionAnswering.from_pretrained, name, "reader", "--reader"
+        )
+    model.to(device).eval()
+    if precision == "fp16":
+        model.half()
+    return model, tokenizer
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` becomes fp16 on CUDA and fp32 elsewhere; other values are kept."""
+    if precision == "auto":
+        return "fp16" if device.startswith("cuda") else "fp32"
+    return precision
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A loaded reader: its tokenizer and a forward function (numpy batch -> start/end logits)."""
+
+    tokenizer: Any
+    forward: Callable[[dict[str, np.ndarray]], tuple[Any, Any]]
+
+
+@lru_cache(maxsize=4)
+def load_runtime(name: str, device: str, precision: str, backend: str) -> Runtime:
+    """Load (once per process and settings) the reader ``name`` for ``backend`` on ``device``."""
+    import torch
+
+    model, tokenizer = load_qa_model(name, device, precision)
+    names = [n for n in tokenizer.model_input_names if n != "attention_mask"]
+    names.append("attention_mask")
+    if backend != "torch":
+        from odqa.readers.onnx_backend import onnx_forward
+
+        threads = torch.get_num_threads()
+        return Runtime(
+            tokenizer, onnx_forward(model, names, quantize=backend == "int8", threads=threads)
+        )
+    autocast = precision == "bf16"
+
+    def forward(batch: dict[str, np.ndarray]):
+        inputs = {n: torch.from_numpy(batch[n]).to(device) for n in names}
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=autocast):
+            out = model(**inputs)
+        return out.start_logits, out.end_logits
+
+    return Runtime(tokenizer, forward)
+
+
+class ExtractiveReader:
+    """Reads question/passage pairs with an extractive QA model; loads the model lazily."""
+
+    def __init__(self, model: str = DEFAULT_READER, params: ReaderParams | None = None) -> None:
+        self.model_name = model
+        self.params = params or ReaderParams()
+        self._loaded = None
+
+    def warm_up(self) -> None:
+        """Load the model now (it is otherwise loaded on first use).
+
+        Raises:
+            ModelNotAvailableError: when it cannot be loaded.
+        """
+        if self._loaded is None:
+            p = self.params
+            device = resolve_device(p.device)
+            if p.backend != "torch" and device != "cpu":
+                raise OdqaError(
+                    f"the {p.backend} reader backend runs on CPU only: use --device cpu"
+                )
+            precision = "fp32" if p.backend != "torch" else resolve_precision(p.precision, device)
+            self._loaded = load_runtime(self.model_name, device, precision, p.backend)
+
+    def read(self, questions: list[str], passages: list[list[str]]) -> list[list[PassageSpans]]:
+        """Read every passage of every question; windows of all questions share batches.
+
+        Args:
+            questions: question texts.
+            passages: per question, the passage texts to read.
+
+        Returns:
+            Per question, one :class:`PassageSpans` per passage, in the given order.
+        """
+        if len(questions) != len(passages):
+            raise ValueError("questions and passages must have the same length")
+        self.warm_up()
+        tokenizer = self._loaded.tokenizer
+        p = self.params
+        windows: list[Window] = []
+        first = [0]
+        for question, texts in zip(questions, passages):
+            windows += encode_question(
+                tokenizer,
+                question,
+                texts,
+                first_pair=first[-1],
+                max_seq_length=p.max_seq_length,
+                doc_stride=p.doc_stride,
+                max_question_tokens=p.max_question_tokens,
+            )
+            first.append(first[-1] + len(texts))
+        per_pair = self._read_windows(windows, first[-1])
+        return [per_pair[first[q] : first[q + 1]] for q in range(len(questions))]
+
+    def _read_windows(self, windows: list[Window], n_pairs: int) -> list[PassageSpans]:
+        """Forward all windows in length-sorted batches and gather spans per pair."""
+        import torch
+
+        tokenizer = self._loaded.tokenizer
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        found: list[list[np.ndarray]] = [[] for _ in range(n_pairs)]
+        nulls = np.full(n_pairs, np.inf, dtype=np.float32)
+        with torch.inference_mode():
+            for rows in length_sorted_batches(windows, self.params.batch_size):
+                chunk = [windows[i] for i in rows]
+                batch = pad_batch(chunk, pad_id)
+                start, end = (torch.as_tensor(x) for x in self._loaded.forward(batch))
+                spans = top_spans(
+                    start,
+                    end,
+                    torch.from_numpy(batch["context"]).to(start.device),
+                    torch.tensor([w.cls for w in chunk], device=start.device),
+                    max_answer_length=self.params.max_answer_length,
+                    n_best=self.params.n_best,
+                )
+                for row, w in enumerate(chunk):
+                    ok = np.isfinite(spans.scores[row])
+                    chars = spans_to_chars(w.offsets, spans.starts[row][ok], spans.ends[row][ok])
+                    found[w.pair].append(np.column_stack([chars, spans.scores[row][ok]]))
+                    nulls[w.pair] = min(nulls[w.pair], spans.null_scores[row])
+        return [_gather(parts, float(null)) for parts, null in zip(found, nulls)]
+
+
+def _gather(parts: list[np.ndarray], null_score: float) -> PassageSpans:
+    """One passage's spans from all its windows: same character span kept once, best first."""
+    rows = np.concatenate(parts) if parts else np.zeros((0, 3))
+    order = np.lexsort((rows[:, 1], rows[:, 0], -rows[:, 2]))
+    rows = rows[order]
+    _, first = np.unique(rows[:, :2], axis=0, return_index=True)
+    rows = rows[np.sort(first)]
+    return PassageSpans(
+        starts=rows[:, 0].astype(np.int64),
+        ends=rows[:, 1].astype(np.int64),
+        scores=rows[:, 2].astype(np.float32),
+        null_score=null_score if np.isfinite(null_score) else float("-inf"),
+    )

@@ -1,0 +1,107 @@
+"""Ranking a question's candidate spans across its retrieved passages into final answers.
+
+* Score: the reader score (start + end logit), or with ``score="combined"`` the reader score plus
+  ``retriever_weight`` times the passage's retriever score min-max scaled to [0, 1] over the
+  question's passages (so BM25, cosine and fusion scores mix the same way).
+* Confidence: a softmax over the scores of every candidate span of the question (each distinct
+  span of each passage, ``n_best`` per window); an answer's confidence is the probability mass of
+  all the spans merged into it, so it lies in [0, 1] and the answers of a question sum to <= 1.
+* Merging: spans with the same SQuAD-normalised text are one answer; its best-scoring span is
+  kept as the evidence. Spans that normalise to nothing (punctuation only) are dropped.
+* Order: by score, ties broken by passage rank then position (deterministic).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from odqa.errors import OdqaError
+from odqa.readers.extractive import PassageSpans
+from odqa.text import normalize_answer
+from odqa.types import Answer, Hit
+
+SCORE_MODES = ("reader", "combined")
+
+
+def scaled_retriever_scores(hits: list[Hit]) -> np.ndarray:
+    """Retriever scores of ``hits`` min-max scaled to [0, 1] (all ones when they are equal)."""
+    scores = np.array([h.score for h in hits], dtype=np.float64)
+    if not len(scores):
+        return scores
+    span = scores.max() - scores.min()
+    return (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Numerically stable softmax of a 1-D array."""
+    if not len(scores):
+        return scores
+    z = np.exp(scores - scores.max())
+    return z / z.sum()
+
+
+def rank_answers(
+    hits: list[Hit],
+    spans: list[PassageSpans],
+    *,
+    top: int = 5,
+    score: str = "reader",
+    retriever_weight: float = 1.0,
+    no_answer_threshold: float | None = None,
+) -> list[Answer]:
+    """Rank the spans read from ``hits`` (one :class:`PassageSpans` per hit) into ``top`` answers.
+
+    Returns an empty list when no passage holds an answer (no-answer models with a threshold).
+
+    Raises:
+        OdqaError: for an unknown ``score`` mode.
+    """
+    if score not in SCORE_MODES:
+        raise OdqaError(f"unknown --score '{score}': choose one of {', '.join(SCORE_MODES)}")
+    bonus = retriever_weight * scaled_retriever_scores(hits) if score == "combined" else None
+    passage, starts, ends, reader = [], [], [], []
+    for p, s in enumerate(spans):
+        keep = np.ones(len(s.scores), dtype=bool)
+        if no_answer_threshold is not None:
+            keep = s.scores - s.null_score > no_answer_threshold
+        passage.append(np.full(int(keep.sum()), p, dtype=np.int64))
+        starts.append(s.starts[keep])
+        ends.append(s.ends[keep])
+        reader.append(s.scores[keep].astype(np.float64))
+    if not passage or not sum(len(x) for x in passage):
+        return []
+    passage, starts, ends = np.concatenate(passage), np.concatenate(starts), np.concatenate(ends)
+    final = np.concatenate(reader)
+    if bonus is not None:
+        final = final + bonus[passage]
+    probability = softmax(final)
+    order = np.lexsort((starts, passage, -final))
+    groups: dict[str, list[int]] = {}
+    mass: dict[str, float] = {}
+    for i in order:
+        text = hits[passage[i]].text[starts[i] : ends[i]]
+        key = normalize_answer(text)
+        if not key:
+            continue
+        groups.setdefault(key, []).append(int(i))
+        mass[key] = mass.get(key, 0.0) + float(probability[i])
+    answers = []
+    for rank, (key, members) in enumerate(list(groups.items())[:top], start=1):
+        best = members[0]
+        hit = hits[passage[best]]
+        start, end = int(starts[best]), int(ends[best])
+        answers.append(
+            Answer(
+                rank=rank,
+                text=hit.text[start:end],
+                score=float(final[best]),
+                confidence=min(1.0, mass[key]),
+                passage_id=hit.id,
+                doc_id=hit.doc_id,
+                title=hit.title,
+                start=start,
+                end=end,
+                context=hit.text,
+            )
+        )
+    return answers

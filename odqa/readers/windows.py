@@ -1,0 +1,158 @@
+"""Encoding question/passage pairs into overlapping token windows with character offsets.
+
+A passage longer than one model input is cut into windows of at most ``max_seq_length`` tokens
+that overlap by ``doc_stride`` tokens; only the passage is truncated, every window repeats the
+question. Each window keeps its token-to-character offsets so a span of tokens maps back exactly
+to a span of characters of the original passage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from odqa.errors import OdqaError
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One model input: ``[CLS] question [SEP] passage-slice [SEP]`` and its bookkeeping.
+
+    ``pair`` is the index of the question/passage pair the window belongs to; ``offsets[t]`` is the
+    (start, end) character range of token ``t`` in the passage (meaningful where ``context`` is
+    true); ``cls`` is the position whose start/end logits score "no answer".
+    """
+
+    pair: int
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray | None
+    context: np.ndarray
+    offsets: np.ndarray
+    cls: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def _truncate_question(tokenizer, question: str, max_question_tokens: int) -> str:
+    """Cut ``question`` after its first ``max_question_tokens`` tokens (long queries only)."""
+    enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = enc["offset_mapping"]
+    if len(offsets) <= max_question_tokens:
+        return question
+    return question[: offsets[max_question_tokens - 1][1]]
+
+
+def encode_question(
+    tokenizer,
+    question: str,
+    passages: list[str],
+    *,
+    first_pair: int,
+    max_seq_length: int,
+    doc_stride: int,
+    max_question_tokens: int = 64,
+) -> list[Window]:
+    """Encode one question against each of ``passages`` into windows.
+
+    Args:
+        tokenizer: a fast Hugging Face tokenizer (offset mappings are required).
+        question: the question text; cut to ``max_question_tokens`` tokens if longer.
+        passages: passage texts, read in this order.
+        first_pair: pair index of ``passages[0]`` (pairs are numbered across questions).
+        max_seq_length: tokens per window, special tokens included.
+        doc_stride: tokens shared by consecutive windows of a passage; lowered when the question
+            leaves too little room for it.
+        max_question_tokens: longest question kept.
+
+    Returns:
+        The windows of every passage, passage by passage, in reading order.
+
+    Raises:
+        OdqaError: when ``max_seq_length`` leaves no room for the passage.
+    """
+    if not passages:
+        return []
+    question = _truncate_question(tokenizer, question, max_question_tokens)
+    n_question = len(tokenizer(question, add_special_tokens=False)["input_ids"])
+    room = max_seq_length - n_question - tokenizer.num_special_tokens_to_add(pair=True)
+    if room < 2:
+        raise OdqaError(
+            f"--max-seq-length {max_seq_length} leaves no room for the passage after a "
+            f"{n_question}-token question: use a larger value (384 is the usual one)"
+        )
+    enc = tokenizer(
+        [question] * len(passages),
+        passages,
+        truncation="only_second",
+        max_length=max_seq_length,
+        stride=max(0, min(doc_stride, room - 1)),
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
+    cls_id = tokenizer.cls_token_id
+    types = enc.get("token_type_ids")
+    windows = []
+    for i, sample in enumerate(enc["overflow_to_sample_mapping"]):
+        ids = np.asarray(enc["input_ids"][i], dtype=np.int64)
+        seq = enc.sequence_ids(i)
+        context = np.fromiter((s == 1 for s in seq), dtype=bool, count=len(seq))
+        cls_hits = np.flatnonzero(ids == cls_id) if cls_id is not None else ()
+        windows.append(
+            Window(
+                pair=first_pair + sample,
+                input_ids=ids,
+                token_type_ids=None if types is None else np.asarray(types[i], dtype=np.int64),
+                context=context,
+                offsets=np.asarray(enc["offset_mapping"][i], dtype=np.int64).reshape(-1, 2),
+                cls=int(cls_hits[0]) if len(cls_hits) else 0,
+            )
+        )
+    return windows
+
+
+MAX_PADDING = 0.1
+"""Largest share of padding a window may carry in its batch: on CPU the cost of a batch is its
+padded size, so a batch never mixes a window with one more than 10% longer."""
+
+
+def length_sorted_batches(
+    windows: list[Window], batch_size: int, max_padding: float = MAX_PADDING
+) -> list[np.ndarray]:
+    """Window indices grouped into batches of at most ``batch_size`` windows of similar length
+    (longest first): a window joins a batch only if it is at least ``1 - max_padding`` times as
+    long as the batch's longest."""
+    if batch_size < 1:
+        raise OdqaError(f"--batch-size must be at least 1, got {batch_size}")
+    lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
+    order = np.argsort(-lengths, kind="stable")
+    batches, current = [], []
+    for i in order:
+        full = len(current) == batch_size
+        if current and (full or lengths[i] < (1 - max_padding) * lengths[current[0]]):
+            batches.append(np.array(current))
+            current = []
+        current.append(i)
+    if current:
+        batches.append(np.array(current))
+    return batches
+
+
+def pad_batch(windows: list[Window], pad_id: int) -> dict[str, np.ndarray]:
+    """Right-pad a batch of windows into ``input_ids``, ``attention_mask`` (and token types)."""
+    width = max(len(w) for w in windows)
+    ids = np.full((len(windows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(windows), width), dtype=np.int64)
+    context = np.zeros((len(windows), width), dtype=bool)
+    for row, w in enumerate(windows):
+        ids[row, : len(w)] = w.input_ids
+        mask[row, : len(w)] = 1
+        context[row, : len(w)] = w.context
+    batch = {"input_ids": ids, "attention_mask": mask, "context": context}
+    if windows[0].token_type_ids is not None:
+        types = np.zeros((len(windows), width), dtype=np.int64)
+        for row, w in enumerate(windows):
+            types[row, : len(w)] = w.token_type_ids
+        batch["token_type_ids"] = types
+    return batch
