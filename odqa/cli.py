@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from odqa import __version__
-from odqa.commands import ask, index, info, search
+from odqa.commands import ask, eval, index, info, search
 
 app = typer.Typer(
     name="odqa",
@@ -35,3 +35,4 @@ app.command("index")(index.index_command)
 app.command("search")(search.search_command)
 app.command("info")(info.info_command)
 app.command("ask")(ask.ask_command)
+app.command("eval")(eval.eval_command)
