@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,28 @@ class PassageStore:
             for line in handle:
                 record = json.loads(line)
                 yield Passage(record["id"], record["doc_id"], record["title"], record["text"])
+
+
+def default_index_root() -> Path:
+    """Where indexes go by default: ``$ODQA_INDEX_DIR`` or ``./indexes``."""
+    return Path(os.environ.get("ODQA_INDEX_DIR", "indexes"))
+
+
+def resolve_index(index: Path | None) -> Path:
+    """``index`` when given; else the only index under the default root, or a clear error."""
+    if index is not None:
+        return index
+    root = default_index_root()
+    found = sorted(p for p in root.glob("*") if (p / MANIFEST).is_file()) if root.is_dir() else []
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise OdqaError(
+            f"no index given and none under '{root}/': build one with `odqa index CORPUS` "
+            "or pass --index DIR"
+        )
+    names = ", ".join(p.name for p in found)
+    raise OdqaError(f"several indexes under '{root}/' ({names}): choose one with --index DIR")
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

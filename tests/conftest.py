@@ -1,4 +1,4 @@
-"""Shared fixtures: offline hub, paths to the shared real datasets."""
+"""Shared fixtures: offline hub, real datasets, one-thread torch, a tiny reader, a sample index."""
 
 from __future__ import annotations
 
@@ -29,3 +29,33 @@ def shared_data() -> Path:
 def squad_dev(shared_data: Path) -> Path:
     """The official SQuAD v1.1 dev file."""
     return shared_data / "squad-v1.1" / "dev-v1.1.json"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread: tiny models gain nothing from intra-op threads, and on a busy
+    machine they cost a lot. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_qa_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a random tiny ``BertForQuestionAnswering`` with its tokenizer (read-only)."""
+    from tiny_models import save_tiny_bert
+
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-qa"), "BertForQuestionAnswering")
+
+
+@pytest.fixture(scope="session")
+def sample_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BM25 index of the sample corpus built with the default options (read-only)."""
+    from odqa.build import BuildOptions, build_index
+
+    out = tmp_path_factory.mktemp("sample-index") / "sample"
+    build_index([SAMPLE_CORPUS], out, BuildOptions())
+    return out

@@ -7,39 +7,26 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner, Result
 
-from odqa.build import BuildOptions, build_index
 from odqa.cli import app
 from odqa.types import Answer, QuestionAnswers
-
-from conftest import SAMPLE_CORPUS
-from tiny_models import save_tiny_bert
 
 QUESTION = "Who received a patent for the telephone?"
 FAST = ["--max-seq-length", "64", "--doc-stride", "24", "--passages", "4", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not suffer from busy shared cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ask-index") / "sample"
-    build_index([SAMPLE_CORPUS], out, BuildOptions())
-    return out
+def built(sample_index_dir: Path) -> Path:
+    return sample_index_dir
 
 
 @pytest.fixture(scope="module")
-def reader(tmp_path_factory) -> str:
-    return str(save_tiny_bert(tmp_path_factory.mktemp("reader"), "BertForQuestionAnswering"))
+def reader(tiny_qa_model: Path) -> str:
+    return str(tiny_qa_model)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from odqa.answering.closed_book import DEFAULT_CLOSED_BOOK_MODEL, answer_closed_book
@@ -20,13 +19,7 @@ QUESTIONS = ["who built the tower in paris", "When was the first university foun
 FAST = ["--max-new-tokens", "4", "--num-beams", "4", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine they cost a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_encoders import save_sentence_transformers
 from typer.testing import CliRunner
 
 from odqa import load_index
@@ -23,6 +22,7 @@ from odqa.store import PassageStore, PassageWriter
 from odqa.types import Passage
 
 from conftest import SAMPLE_CORPUS
+from tiny_models import save_sentence_transformers
 
 runner = CliRunner()
 WORDS = "paris france river music piano tower bridge king queen water light sun moon".split()

@@ -216,10 +216,8 @@ def test_bad_dataset_line_exits_1_with_location(sample_index, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tiny_models import save_tiny_bert
-
-    return save_tiny_bert(tmp_path_factory.mktemp("reader"), "BertForQuestionAnswering")
+def tiny_reader(tiny_qa_model: Path) -> Path:
+    return tiny_qa_model
 
 
 @pytest.fixture(scope="module")

@@ -54,17 +54,12 @@ def save_peaked_qa(folder: Path, start_word: str = "paris", end_word: str = "fra
     return folder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not suffer from busy shared cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def random_qa(tmp_path_factory) -> str:
+    """Its own folder: runtimes are cached per model path, and these tests check the export."""
     return str(save_tiny_bert(tmp_path_factory.mktemp("random-qa"), "BertForQuestionAnswering"))
 
 

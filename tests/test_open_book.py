@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from odqa import load_index
 from odqa.answering import open_book
@@ -38,25 +37,17 @@ def fresh_fallback_notice(monkeypatch):
     monkeypatch.setattr(open_book, "_NOTICES_GIVEN", set())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not suffer from busy shared cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory):
-    out = tmp_path_factory.mktemp("open-book") / "sample"
-    build_index([SAMPLE_CORPUS], out, BuildOptions())
-    return load_index(str(out))
+def index(sample_index_dir):
+    return load_index(str(sample_index_dir))
 
 
 @pytest.fixture(scope="module")
-def reader(tmp_path_factory) -> str:
-    return str(save_tiny_bert(tmp_path_factory.mktemp("reader"), "BertForQuestionAnswering"))
+def reader(tiny_qa_model) -> str:
+    return str(tiny_qa_model)
 
 
 def small(**overrides):

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from odqa import load_index
 from odqa.answering.open_book_generative import (
@@ -16,12 +15,10 @@ from odqa.answering.open_book_generative import (
     locate,
     read_hits_generative,
 )
-from odqa.build import BuildOptions, build_index
 from odqa.errors import ModelNotAvailableError
 from odqa.readers.generative import GenerationParams, Seq2SeqReader
 from odqa.types import Answer, Hit, Query
 
-from conftest import SAMPLE_CORPUS
 from tiny_models import save_tiny_t5
 
 QUESTIONS = [
@@ -31,13 +28,7 @@ QUESTIONS = [
 OPTIONS = dict(num_beams=4, max_new_tokens=5, device="cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine they cost a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +37,8 @@ def t5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory):
-    out = tmp_path_factory.mktemp("open-gen") / "sample"
-    build_index([SAMPLE_CORPUS], out, BuildOptions())
-    return load_index(str(out))
+def index(sample_index_dir: Path):
+    return load_index(str(sample_index_dir))
 
 
 def hit(pid: str, text: str, rank: int = 1, title: str = "T") -> Hit:

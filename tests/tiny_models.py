@@ -6,6 +6,7 @@ built from a word list. Save them with ``save_pretrained`` and load them back th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 WORDS = (
@@ -147,3 +148,66 @@ def save_tiny_t5(folder: Path, seed: int = 0, **overrides) -> Path:
     model.eval()
     model.save_pretrained(folder)
     return folder
+
+
+def save_sentence_transformers(folder: Path, pooling: str = "mean", max_length: int = 48) -> Path:
+    """A tiny BERT with modules.json, 1_Pooling/config.json, sentence_bert_config.json and a
+    Normalize module, laid out as sentence-transformers saves models."""
+    save_tiny_bert(folder, "BertModel", seed=3)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
+        {
+            "idx": 2,
+            "name": "2",
+            "path": "2_Normalize",
+            "type": "sentence_transformers.models.Normalize",
+        },
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling").mkdir()
+    (folder / "2_Normalize").mkdir()
+    modes = {f"pooling_mode_{m}": False for m in ("cls_token", "mean_tokens", "max_tokens")}
+    key = {"cls": "cls_token", "mean": "mean_tokens", "max": "max_tokens"}[pooling]
+    modes[f"pooling_mode_{key}"] = True
+    pooling_config = {
+        "word_embedding_dimension": 32,
+        **modes,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    }
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))
+    st_config = {"max_seq_length": max_length, "do_lower_case": False}
+    (folder / "sentence_bert_config.json").write_text(json.dumps(st_config))
+    return folder
+
+
+def save_dpr_pair(root: Path) -> tuple[Path, Path]:
+    """Tiny random DPRQuestionEncoder and DPRContextEncoder folders (question, context)."""
+    import torch
+    from transformers import DPRConfig, DPRContextEncoder, DPRQuestionEncoder
+
+    folders = []
+    for seed, (name, model_class) in enumerate(
+        [("question", DPRQuestionEncoder), ("context", DPRContextEncoder)]
+    ):
+        folder = root / f"dpr-{name}"
+        tokenizer = make_bert_tokenizer(folder)
+        torch.manual_seed(10 + seed)
+        config = DPRConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+        model = model_class(config).eval()
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        folders.append(folder)
+    return folders[0], folders[1]

@@ -16,6 +16,7 @@ from typing import Any
 
 from odqa.errors import OdqaError
 from odqa.readers.generative import GenerationParams, Seq2SeqReader
+from odqa.readers.merge import passage_fields
 from odqa.types import Answer, Hit, Query, QuestionAnswers
 
 DEFAULT_GENERATIVE_READER = "google/flan-t5-base"
@@ -39,17 +40,8 @@ def locate(answer: Answer, hits: list[Hit]) -> Answer:
             haystack = hit.text.lower() if fold else hit.text
             start = haystack.find(needle.lower() if fold else needle)
             if start >= 0:
-                end = start + len(needle)
-                return dataclasses.replace(
-                    answer,
-                    text=hit.text[start:end],
-                    passage_id=hit.id,
-                    doc_id=hit.doc_id,
-                    title=hit.title,
-                    start=start,
-                    end=end,
-                    context=hit.text,
-                )
+                fields = passage_fields(hit, start, start + len(needle))
+                return dataclasses.replace(answer, **fields)
     return answer
 
 

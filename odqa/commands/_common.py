@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,15 +13,19 @@ from rich.console import Console
 from rich.markup import escape
 
 from odqa.errors import OdqaError
-from odqa.store import MANIFEST
+from odqa.store import default_index_root, resolve_index
 from odqa.types import Query
 
+__all__ = [
+    "default_index_root",
+    "err_console",
+    "fail_on_error",
+    "gather_queries",
+    "output_stream",
+    "resolve_index",
+]
+
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def default_index_root() -> Path:
-    """Where indexes go by default: ``$ODQA_INDEX_DIR`` or ``./indexes``."""
-    return Path(os.environ.get("ODQA_INDEX_DIR", "indexes"))
 
 
 @contextmanager
@@ -36,23 +39,6 @@ def fail_on_error() -> Iterator[None]:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise typer.Exit(130) from None
-
-
-def resolve_index(index: Path | None) -> Path:
-    """``index`` when given; else the only index under the default root, or a clear error."""
-    if index is not None:
-        return index
-    root = default_index_root()
-    found = sorted(p for p in root.glob("*") if (p / MANIFEST).is_file()) if root.is_dir() else []
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise OdqaError(
-            f"no index given and none under '{root}/': build one with `odqa index CORPUS` "
-            "or pass --index DIR"
-        )
-    names = ", ".join(p.name for p in found)
-    raise OdqaError(f"several indexes under '{root}/' ({names}): choose one with --index DIR")
 
 
 def gather_queries(text: str | None, queries_file: str | None) -> list[Query]:

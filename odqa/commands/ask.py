@@ -2,52 +2,21 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from odqa.commands._choices import (
+    AnswerFormat,
+    AskMode,
+    Backend,
+    Device,
+    Precision,
+    ReaderKind,
+    ScoreMode,
+)
 from odqa.commands._common import fail_on_error, gather_queries, output_stream, resolve_index
-
-
-class AskMode(str, Enum):
-    open_book = "open-book"
-    closed_book = "closed-book"
-
-
-class AnswerFormat(str, Enum):
-    table = "table"
-    jsonl = "jsonl"
-
-
-class ScoreMode(str, Enum):
-    reader = "reader"
-    combined = "combined"
-
-
-class ReaderKind(str, Enum):
-    extractive = "extractive"
-    generative = "generative"
-
-
-class Backend(str, Enum):
-    torch = "torch"
-    onnx = "onnx"
-    int8 = "int8"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 def ask_command(

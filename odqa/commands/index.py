@@ -2,58 +2,24 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from odqa.commands._choices import (
+    Backend,
+    BM25Variant,
+    Device,
+    FaissKind,
+    Pooling,
+    Stemmer,
+    Stopwords,
+)
 from odqa.commands._common import default_index_root, err_console, fail_on_error
 from odqa.corpus import CorpusFormat
 from odqa.models import DEFAULT_DENSE_ENCODER
-
-
-class BM25Variant(str, Enum):
-    lucene = "lucene"
-    okapi = "okapi"
-    bm25l = "bm25l"
-    bm25plus = "bm25plus"
-    robertson = "robertson"
-
-
-class Stopwords(str, Enum):
-    en = "en"
-    none = "none"
-
-
-class Stemmer(str, Enum):
-    english = "english"
-    none = "none"
-
-
-class Pooling(str, Enum):
-    cls = "cls"
-    mean = "mean"
-    max = "max"
-
-
-class Backend(str, Enum):
-    torch = "torch"
-    onnx = "onnx"
-    int8 = "int8"
-
-
-class FaissKind(str, Enum):
-    flat = "flat"
-    hnsw = "hnsw"
-    ivfpq = "ivfpq"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 def default_name(inputs: list[Path]) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from odqa.commands._choices import Fusion, HitFormat
 from odqa.commands._common import (
     fail_on_error,
     gather_queries,
@@ -15,17 +15,6 @@ from odqa.commands._common import (
     resolve_index,
 )
 from odqa.errors import OdqaError
-
-
-class Fusion(str, Enum):
-    rrf = "rrf"
-    linear = "linear"
-
-
-class HitFormat(str, Enum):
-    table = "table"
-    jsonl = "jsonl"
-    trec = "trec"
 
 
 def search_command(

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from odqa.encoders.pooling import l2_normalize, pool
 from odqa.encoders.spec import EncoderSpec
-from odqa.errors import MissingDependencyError, OdqaError
+from odqa.errors import OdqaError
 from odqa.models import load_pretrained
+from odqa.onnx_export import cached_session, export_module, onnx_cache_dir
 
 if TYPE_CHECKING:
     import numpy as np
@@ -94,12 +94,6 @@ def torch_forward(spec: EncoderSpec, device: str, role: str, flag: str) -> Forwa
     return forward
 
 
-def onnx_cache_dir() -> Path:
-    """Where exported ONNX encoders are kept (``ODQA_CACHE`` or ``~/.cache/odqa``)."""
-    root = os.environ.get("ODQA_CACHE") or Path.home() / ".cache" / "odqa"
-    return Path(root) / "onnx"
-
-
 def _onnx_key(spec: EncoderSpec) -> str:
     weights = Path(spec.path)
     files = sorted(weights.glob("*")) if weights.is_dir() else []
@@ -111,74 +105,26 @@ def _onnx_key(spec: EncoderSpec) -> str:
 
 def export_onnx(spec: EncoderSpec, target: Path, role: str, flag: str) -> Path:
     """Export model + pooling of ``spec`` to ``target`` (dynamic batch and sequence axes)."""
-    import warnings
-
-    import torch
-
-    try:
-        import onnx  # noqa: F401  (the exporter needs it)
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "--backend onnx/int8 needs the onnx and onnxruntime packages: "
-            "pip install onnx onnxruntime"
-        ) from exc
     pooled = pooled_module(load_model(spec, role, flag), spec)
     names = pooled.names
-    example = tuple(torch.ones((2, 8), dtype=torch.long) for _ in names)
     axes = {name: {0: "batch", 1: "tokens"} for name in names} | {"vectors": {0: "batch"}}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(f".tmp-{os.getpid()}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            pooled,
-            example,
-            str(partial),
-            input_names=names,
-            output_names=["vectors"],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
-    partial.replace(target)
-    return target
-
-
-def quantize_onnx(source: Path, target: Path) -> Path:
-    """Dynamic int8 quantisation (per-channel weights) of the ONNX model ``source``."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    partial = target.with_suffix(f".tmp-{os.getpid()}")
-    quantize_dynamic(source, partial, weight_type=QuantType.QInt8, per_channel=True)
-    partial.replace(target)
-    return target
+    return export_module(
+        pooled, target, input_names=names, output_names=["vectors"], dynamic_axes=axes, tokens=8
+    )
 
 
 def onnx_forward(
     spec: EncoderSpec, threads: int | None, quantize: bool, role: str, flag: str
 ) -> Forward:
     """A forward function running the exported (``quantize``: int8) model with ONNX Runtime."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "--backend onnx/int8 needs onnxruntime: pip install onnx onnxruntime"
-        ) from exc
     import numpy as np
 
-    folder = onnx_cache_dir() / _onnx_key(spec)
-    target = folder / "model.onnx"
-    if not target.is_file():
-        export_onnx(spec, target, role, flag)
-    if quantize:
-        source, target = target, folder / "model.int8.onnx"
-        if not target.is_file():
-            quantize_onnx(source, target)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+    session = cached_session(
+        onnx_cache_dir() / _onnx_key(spec),
+        lambda target: export_onnx(spec, target, role, flag),
+        quantize=quantize,
+        threads=threads,
+    )
     names = [i.name for i in session.get_inputs()]
 
     def forward(batch: dict[str, np.ndarray]) -> np.ndarray:

@@ -9,7 +9,6 @@ of a question across passages lives in :mod:`odqa.readers.ranking`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from odqa.errors import ModelNotAvailableError, OdqaError
-from odqa.models import load_pretrained, resolve_device
+from odqa.models import load_pretrained, quiet_transformers, resolve_device
 from odqa.readers.spans import spans_to_chars, top_spans
 from odqa.readers.windows import Window, encode_question, length_sorted_batches, pad_batch
 
@@ -87,23 +86,6 @@ class PassageSpans:
     null_score: float
 
 
-@contextmanager
-def _quiet_transformers():
-    """Silence transformers' loading progress bars and warnings for the duration of a load."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 @lru_cache(maxsize=4)
 def load_qa_model(name: str, device: str, precision: str = "fp32"):
     """Load (once per process) an extractive QA model and its fast tokenizer onto ``device``,
@@ -115,7 +97,7 @@ def load_qa_model(name: str, device: str, precision: str = "fp32"):
     """
     from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
 
-    with _quiet_transformers():
+    with quiet_transformers():
         config = load_pretrained(AutoConfig.from_pretrained, name, "reader", "--reader")
         architectures = list(getattr(config, "architectures", None) or [])
         if not any(a.endswith("ForQuestionAnswering") for a in architectures):

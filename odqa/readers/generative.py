@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from odqa.errors import ModelNotAvailableError, OdqaError
-from odqa.models import load_pretrained, resolve_device
-from odqa.readers.extractive import _quiet_transformers
+from odqa.models import load_pretrained, quiet_transformers, resolve_device
+from odqa.readers.merge import merge_by_key
 from odqa.text import normalize_answer
 from odqa.types import Answer
 
@@ -75,7 +75,7 @@ def load_seq2seq_model(name: str, device: str, role: str = "reader", flag: str =
     """
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    with _quiet_transformers():
+    with quiet_transformers():
         config = load_pretrained(AutoConfig.from_pretrained, name, role, flag)
         if not getattr(config, "is_encoder_decoder", False):
             found = ", ".join(getattr(config, "architectures", None) or []) or "none"
@@ -111,16 +111,11 @@ def distinct_answers(beams: list[Generated], top: int) -> list[Answer]:
     probability mass of every beam merged into it (the sum of their ``exp(score)``). Ties are
     broken by text so the order is deterministic.
     """
-    best: dict[str, Generated] = {}
-    mass: dict[str, float] = {}
-    for beam in sorted(beams, key=lambda b: (-b.score, b.text)):
-        key = normalize_answer(beam.text)
-        if key:
-            best.setdefault(key, beam)
-            mass[key] = mass.get(key, 0.0) + math.exp(beam.score)
+    ranked = sorted(beams, key=lambda b: (-b.score, b.text))
+    candidates = ((b, normalize_answer(b.text), math.exp(b.score)) for b in ranked)
     return [
-        Answer(rank, beam.text, beam.score, min(1.0, mass[key]))
-        for rank, (key, beam) in enumerate(list(best.items())[:top], start=1)
+        Answer(rank, beam.text, beam.score, confidence)
+        for rank, (beam, confidence) in enumerate(merge_by_key(candidates, top), start=1)
     ]
 
 

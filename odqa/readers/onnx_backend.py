@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from odqa.errors import MissingDependencyError
+from odqa.onnx_export import cached_session, export_module, onnx_cache_dir
 
 Forward = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
-
-
-def _cache_dir() -> Path:
-    from odqa.encoders.backends import onnx_cache_dir
-
-    return onnx_cache_dir()
 
 
 def _key(model) -> str:
@@ -37,17 +30,7 @@ def _key(model) -> str:
 
 def _export(model, names: list[str], target: Path) -> None:
     """Export ``model`` (inputs ``names``) to ``target`` with start/end logits as outputs."""
-    import warnings
-
     import torch
-
-    try:
-        import onnx  # noqa: F401  (the exporter needs it)
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "--backend onnx/int8 needs the onnx and onnxruntime packages: "
-            "pip install onnx onnxruntime"
-        ) from exc
 
     class Logits(torch.nn.Module):
         def __init__(self) -> None:
@@ -58,62 +41,26 @@ def _export(model, names: list[str], target: Path) -> None:
             out = self.model(**dict(zip(names, tensors)))
             return out.start_logits, out.end_logits
 
-    example = tuple(torch.ones((2, 16), dtype=torch.long) for _ in names)
     axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "start", "end"]}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(f".tmp-{os.getpid()}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            Logits().eval(),
-            example,
-            str(partial),
-            input_names=names,
-            output_names=["start", "end"],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
+    export_module(
+        Logits().eval(),
+        target,
+        input_names=names,
+        output_names=["start", "end"],
+        dynamic_axes=axes,
+        tokens=16,
+    )
     model.eval()
-    partial.replace(target)
-
-
-def _quantize(source: Path, target: Path) -> None:
-    """Dynamic int8 quantisation (per-channel weights) of the exported model."""
-    import logging
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    partial = target.with_suffix(f".tmp-{os.getpid()}")
-    logging.disable(logging.WARNING)  # its advice to pre-process the graph is noise here
-    try:
-        quantize_dynamic(source, partial, weight_type=QuantType.QInt8, per_channel=True)
-    finally:
-        logging.disable(logging.NOTSET)
-    partial.replace(target)
 
 
 def onnx_forward(model, names: list[str], *, quantize: bool, threads: int | None) -> Forward:
     """A forward function running ``model`` exported to ONNX (``quantize``: int8)."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "--backend onnx/int8 needs onnxruntime: pip install onnx onnxruntime"
-        ) from exc
-    folder = _cache_dir() / "reader" / _key(model)
-    target = folder / "model.onnx"
-    if not target.is_file():
-        _export(model, names, target)
-    if quantize:
-        source, target = target, folder / "model.int8.onnx"
-        if not target.is_file():
-            _quantize(source, target)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+    session = cached_session(
+        onnx_cache_dir() / "reader" / _key(model),
+        lambda target: _export(model, names, target),
+        quantize=quantize,
+        threads=threads,
+    )
     inputs = [i.name for i in session.get_inputs()]
 
     def forward(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from odqa.errors import OdqaError
 from odqa.readers.extractive import PassageSpans
+from odqa.readers.merge import merge_by_key, passage_fields, softmax
 from odqa.text import normalize_answer
 from odqa.types import Answer, Hit
 
@@ -30,14 +31,6 @@ def scaled_retriever_scores(hits: list[Hit]) -> np.ndarray:
         return scores
     span = scores.max() - scores.min()
     return (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    """Numerically stable softmax of a 1-D array."""
-    if not len(scores):
-        return scores
-    z = np.exp(scores - scores.max())
-    return z / z.sum()
 
 
 def rank_answers(
@@ -76,32 +69,16 @@ def rank_answers(
         final = final + bonus[passage]
     probability = softmax(final)
     order = np.lexsort((starts, passage, -final))
-    groups: dict[str, list[int]] = {}
-    mass: dict[str, float] = {}
-    for i in order:
-        text = hits[passage[i]].text[starts[i] : ends[i]]
-        key = normalize_answer(text)
-        if not key:
-            continue
-        groups.setdefault(key, []).append(int(i))
-        mass[key] = mass.get(key, 0.0) + float(probability[i])
-    answers = []
-    for rank, (key, members) in enumerate(list(groups.items())[:top], start=1):
-        best = members[0]
-        hit = hits[passage[best]]
-        start, end = int(starts[best]), int(ends[best])
-        answers.append(
-            Answer(
-                rank=rank,
-                text=hit.text[start:end],
-                score=float(final[best]),
-                confidence=min(1.0, mass[key]),
-                passage_id=hit.id,
-                doc_id=hit.doc_id,
-                title=hit.title,
-                start=start,
-                end=end,
-                context=hit.text,
-            )
+    candidates = (
+        (int(i), normalize_answer(hits[passage[i]].text[starts[i] : ends[i]]), probability[i])
+        for i in order
+    )
+    return [
+        Answer(
+            rank=rank,
+            score=float(final[best]),
+            confidence=confidence,
+            **passage_fields(hits[passage[best]], int(starts[best]), int(ends[best])),
         )
-    return answers
+        for rank, (best, confidence) in enumerate(merge_by_key(candidates, top), start=1)
+    ]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from odqa.readers.ranking import softmax
+from odqa.readers.merge import merge_by_key, passage_fields, softmax
 from odqa.text import Analyzer, normalize_answer
 from odqa.types import Answer, Hit
 
@@ -103,28 +103,13 @@ def rank_sentences(question: str, hits: list[Hit], scorer: Scorer, *, top: int =
     probability = softmax(scores)
     passage = np.array([p for p, _, _ in where])
     order = np.lexsort((np.arange(len(where)), passage, -scores))
-    best: dict[str, int] = {}
-    mass: dict[str, float] = {}
-    for i in order:
-        key = normalize_answer(texts[i]) or texts[i]
-        best.setdefault(key, int(i))
-        mass[key] = mass.get(key, 0.0) + float(probability[i])
-    answers = []
-    for rank, (key, i) in enumerate(list(best.items())[:top], start=1):
-        p, start, end = where[i]
-        hit = hits[p]
-        answers.append(
-            Answer(
-                rank=rank,
-                text=texts[i],
-                score=float(scores[i]),
-                confidence=min(1.0, mass[key]),
-                passage_id=hit.id,
-                doc_id=hit.doc_id,
-                title=hit.title,
-                start=start,
-                end=end,
-                context=hit.text,
-            )
+    candidates = ((int(i), normalize_answer(texts[i]) or texts[i], probability[i]) for i in order)
+    return [
+        Answer(
+            rank=rank,
+            score=float(scores[i]),
+            confidence=confidence,
+            **passage_fields(hits[where[i][0]], where[i][1], where[i][2]),
         )
-    return answers
+        for rank, (i, confidence) in enumerate(merge_by_key(candidates, top), start=1)
+    ]

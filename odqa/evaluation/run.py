@@ -1,0 +1,141 @@
+"""One evaluation run: load the dataset, run the systems of a mode, collect the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from odqa.errors import OdqaError
+from odqa.evaluation.results import SystemResult
+
+MODES = ("retrieval", "open-book", "closed-book", "predictions")
+
+
+@dataclass
+class EvalRun:
+    """What :func:`run_evaluation` returns: the report, the per-system results, the records."""
+
+    report: dict[str, Any]
+    results: list[SystemResult]
+    records: list[dict]
+    title: str  # the dataset's name, for plot titles
+
+
+def run_evaluation(
+    dataset: Path,
+    mode: str,
+    *,
+    index: Path | None = None,
+    retrievers: list[str] | None = None,
+    ks: list[int] | None = None,
+    predictions: Path | None = None,
+    reader: str | None = None,
+    passages: int = 20,
+    regex: bool | None = None,
+    limit: int | None = None,
+    batch_size: int = 32,
+    curves: bool = False,
+    progress: bool = True,
+) -> EvalRun:
+    """Evaluate ``mode`` (one of :data:`MODES`) on ``dataset``.
+
+    ``index`` is the index directory (None: the only one under the default root); ``curves``
+    asks for top-k accuracy curves, which BEIR folders cannot give. ``predictions`` is the file
+    scored in ``"predictions"`` mode. Raises :class:`OdqaError` for unusable combinations.
+    """
+    from odqa.datasets import load_dataset
+
+    data = load_dataset(dataset, regex=regex, limit=limit)
+    if data.qrels is not None and mode != "retrieval":
+        raise OdqaError("a BEIR folder has relevance judgements, not answers: use --mode retrieval")
+    if data.qrels is not None and curves:
+        raise OdqaError("--plot draws top-k answer accuracy, which a BEIR folder does not have")
+    report: dict[str, Any] = {
+        "dataset": str(dataset),
+        "format": data.format,
+        "mode": mode,
+        "questions": len(data),
+        "regex_answers": data.regex_answers,
+    }
+    if mode == "predictions":
+        results, records = _score_predictions(data, predictions)
+    else:
+        results, records = _run_systems(
+            data,
+            mode,
+            index,
+            retrievers or ["bm25"],
+            ks or [1, 5, 20, 100],
+            report,
+            reader=reader,
+            passages=passages,
+            batch_size=batch_size,
+            progress=progress,
+        )
+    report["systems"] = [r.to_dict() for r in results]
+    return EvalRun(report, results, records, data.name)
+
+
+def _score_predictions(data: Any, path: Path) -> tuple[list[SystemResult], list[dict]]:
+    from odqa.datasets import match_predictions, read_predictions
+    from odqa.evaluation.qa import score_answers
+
+    answers, unmatched = match_predictions(data.questions, read_predictions(path))
+    result, records = score_answers(path.name, data, answers, None, [])
+    result.counts["unmatched"] = unmatched
+    return [result], records
+
+
+def open_index(path: Path | None, names: list[str]) -> Any:
+    """The index at ``path`` (or the default one), checked to hold every retriever in ``names``."""
+    from odqa import load_index
+    from odqa.store import resolve_index
+
+    index = load_index(resolve_index(path))
+    available = index.retrievers()
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise OdqaError(
+            f"retriever '{unknown[0]}' is not in index '{index.path}': choose from "
+            f"{', '.join(available) or 'none'} (--retriever)"
+        )
+    return index
+
+
+def _run_systems(
+    data: Any,
+    mode: str,
+    index_path: Path | None,
+    names: list[str],
+    ks: list[int],
+    report: dict[str, Any],
+    *,
+    reader: str | None,
+    passages: int,
+    batch_size: int,
+    progress: bool,
+) -> tuple[list[SystemResult], list[dict]]:
+    """Run the systems of ``mode``; fills ``report`` with run details."""
+    from odqa.evaluation.qa import evaluate_qa
+    from odqa.evaluation.retrieval import evaluate_retrieval
+    from odqa.progress import make_progress
+
+    index = None
+    if mode != "closed-book":
+        index = open_index(index_path, names)
+        report["index"] = str(index.path)
+    with make_progress(enabled=progress) as bar:
+        if mode == "retrieval":
+            report["k"] = ks
+            return evaluate_retrieval(data, index, names, ks, batch_size=batch_size, progress=bar)
+        return evaluate_qa(
+            data,
+            mode,
+            index,
+            names,
+            reader=reader,
+            passages=passages,
+            batch_size=batch_size,
+            progress=bar,
+        )
