@@ -58,16 +58,35 @@ class Analyzer:
 
         return Stemmer.Stemmer(self.stemmer).stemWords
 
+    @cached_property
+    def _findall(self):  # -> Callable[[str], list[str]]
+        return self._regex.findall
+
+    def split(self, text: str) -> list[str]:
+        """Words of ``text`` (lowercased when set), before stopword removal and stemming."""
+        return self._findall(text.lower() if self.lowercase else text)
+
     def tokenize(self, text: str) -> list[str]:
         """Terms of ``text``: words, lowercased, stopwords removed, then stemmed."""
-        if self.lowercase:
-            text = text.lower()
-        words = self._regex.findall(text)
+        words = self.split(text)
         stop = self._stopset
         if stop:
             words = [w for w in words if w not in stop]
         stem = self._stem_words
         return stem(words) if stem is not None and words else words
+
+    def term_map(self, words: list[str]) -> dict[str, str | None]:
+        """Term of each distinct word of ``words`` (None for a stopword), in first-seen order.
+
+        A word's term never depends on its neighbours, so callers may memoise this mapping and
+        stem each distinct word once instead of once per occurrence.
+        """
+        stop = self._stopset
+        distinct = list(dict.fromkeys(words))
+        kept = [w for w in distinct if w not in stop] if stop else distinct
+        stem = self._stem_words
+        terms = dict(zip(kept, stem(kept) if stem is not None and kept else kept))
+        return {w: terms.get(w) for w in distinct}
 
     def tokenize_many(self, texts: list[str]) -> list[list[str]]:
         """:meth:`tokenize` over a batch."""

@@ -113,7 +113,7 @@ def test_scores_equal_numpy_formula(variant, squad_corpus, squad_dev, tmp_path):
         np.testing.assert_allclose(row, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
 
 
-@pytest.mark.parametrize("variant", ["lucene", "bm25plus"])
+@pytest.mark.parametrize("variant", ["lucene", "bm25plus", "robertson"])
 def test_search_is_the_top_of_the_full_scores(variant, squad_corpus, squad_dev):
     index = build(squad_corpus["tmp"], squad_dev, BM25Params(variant=variant))
     retriever = index.retriever("bm25")

@@ -1,9 +1,11 @@
 """BM25 retrieval over a precomputed term x passage score matrix (CSR rows = terms).
 
-Build: passages are tokenised once as they stream in; term ids and counts are gathered in
-chunks, then every (term, passage) score is computed with the formulas of
-:mod:`odqa.retrieval.bm25_formulas` and stored as ``.npy`` arrays (memory-mapped at search).
-Search: a query's score vector is the sum of its terms' rows; top-k by ``argpartition`` over the
+Build: passages are tokenised once as they stream in (each distinct word is stemmed once and
+memoised); term ids and counts are gathered in chunks, then every (term, passage) score is
+computed with the formulas of :mod:`odqa.retrieval.bm25_formulas` and stored as ``.npy`` arrays
+(memory-mapped at search).
+Search: a query's score vector is the sum of its terms' rows, for a batch of queries at once as
+one sparse product (queries x terms) @ (terms x passages); top-k by ``partition`` over the
 touched passages only, ties broken by passage order.
 """
 
@@ -19,76 +21,122 @@ import scipy.sparse as sp
 from odqa.errors import IndexLoadError
 from odqa.retrieval import bm25_formulas as f
 from odqa.retrieval.bm25_formulas import BM25Params
-from odqa.retrieval.topk import top_k_indices
+from odqa.retrieval.topk import top_k, top_k_indices
 from odqa.text import Analyzer
 from odqa.types import RankedIds
 
 ARRAYS = ("data", "indices", "indptr", "term_base", "doc_lengths")
 CHUNK_TOKENS = 4_000_000
+SCORE_SLICE = 8_000_000
+BATCH_POSTINGS = 4_000_000
+MAX_MEMO_WORDS = 1_000_000
 
 
 class SparseBuilder:
-    """Accumulates tokenised passages and writes a BM25 score matrix."""
+    """Accumulates tokenised passages and writes a BM25 score matrix.
+
+    Passages are split into words as they arrive and each word gets a provisional id; the
+    distinct words are stemmed in bulk when a chunk is counted, and terms get their ids in order
+    of first occurrence, exactly as tokenising and looking up every token in turn would.
+    """
 
     def __init__(self, analyzer: Analyzer, params: BM25Params) -> None:
         self.analyzer = analyzer
         self.params = params
         self.vocab: dict[str, int] = {}
+        self._word_ids: dict[str, int] = {}
+        self._unmapped_words: list[str] = []
+        self._term_of_word: list[int] = []
         self._docs = 0
-        self._lengths: list[int] = []
-        self._pending_terms: list[int] = []
-        self._pending_docs: list[int] = []
+        self._flushed_docs = 0
+        self._word_counts: list[int] = []
+        self._pending_words: list[int] = []
+        self._lengths: list[np.ndarray] = []
         self._triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def add(self, text: str) -> None:
         """Tokenise one passage (passages must be added in index order)."""
-        tokens = self.analyzer.tokenize(text)
-        vocab = self.vocab
-        ids = [vocab.setdefault(t, len(vocab)) for t in tokens]
-        self._pending_terms.extend(ids)
-        self._pending_docs.extend([self._docs] * len(ids))
-        self._lengths.append(len(ids))
+        words = self.analyzer.split(text)
+        try:
+            ids = list(map(self._word_ids.__getitem__, words))
+        except KeyError:
+            self._learn(words)
+            ids = list(map(self._word_ids.__getitem__, words))
+        self._pending_words.extend(ids)
+        self._word_counts.append(len(ids))
         self._docs += 1
-        if len(self._pending_terms) >= CHUNK_TOKENS:
+        if len(self._pending_words) >= CHUNK_TOKENS:
             self._flush()
 
+    def _learn(self, words: list[str]) -> None:
+        """Give each new word the next provisional id, in order of first occurrence."""
+        memo = self._word_ids
+        for word in words:
+            if word not in memo:
+                memo[word] = len(memo)
+                self._unmapped_words.append(word)
+
+    def _word_terms(self) -> np.ndarray:
+        """Term id of every word seen so far (-1 for stopwords), stemming the new ones."""
+        new, self._unmapped_words = self._unmapped_words, []
+        vocab, term_of_word = self.vocab, self._term_of_word
+        for term in self.analyzer.term_map(new).values():
+            term_of_word.append(-1 if term is None else vocab.setdefault(term, len(vocab)))
+        return np.asarray(term_of_word, dtype=np.int32)
+
     def _flush(self) -> None:
-        if not self._pending_terms:
-            return
-        terms = np.asarray(self._pending_terms, dtype=np.int64)
-        docs = np.asarray(self._pending_docs, dtype=np.int64)
-        keys, counts = np.unique(docs * (1 << 32) + terms, return_counts=True)
+        """Count the (passage, term) pairs of the pending passages."""
+        first, n_docs = self._flushed_docs, self._docs - self._flushed_docs
+        terms = self._word_terms()[np.asarray(self._pending_words, dtype=np.int64)]
+        docs = np.repeat(np.arange(n_docs, dtype=np.int32), self._word_counts)
+        kept = terms >= 0
+        terms, docs = terms[kept], docs[kept]
+        self._lengths.append(np.bincount(docs, minlength=n_docs).astype(np.int32))
+        # a CSR sum of duplicates counts the pairs with short per-passage sorts, not one
+        # sort of all pairs
+        counts = sp.csr_matrix(
+            (np.ones(len(terms), dtype=np.int32), (docs, terms)), shape=(n_docs, len(self.vocab))
+        )
+        counts.sum_duplicates()
         self._triples.append(
             (
-                (keys >> 32).astype(np.int32),
-                (keys & 0xFFFFFFFF).astype(np.int32),
-                counts.astype(np.int32),
+                np.repeat(np.arange(first, self._docs, dtype=np.int32), np.diff(counts.indptr)),
+                np.asarray(counts.indices, dtype=np.int32),
+                np.asarray(counts.data, dtype=np.int32),
             )
         )
-        self._pending_terms, self._pending_docs = [], []
+        self._pending_words, self._word_counts = [], []
+        self._flushed_docs = self._docs
 
     def write(self, folder: Path) -> dict[str, Any]:
         """Compute scores, write the arrays and vocabulary to ``folder``; return manifest stats."""
         self._flush()
         folder.mkdir(parents=True, exist_ok=True)
         n_docs, n_terms = self._docs, len(self.vocab)
-        docs = _concat([t[0] for t in self._triples], np.int32)
-        terms = _concat([t[1] for t in self._triples], np.int32)
-        tf = _concat([t[2] for t in self._triples], np.int32)
-        self._triples = []
-        lengths = np.asarray(self._lengths, dtype=np.int32)
+        triples, self._triples = self._triples, []
+        docs = _concat([t[0] for t in triples], np.int32)
+        terms = _concat([t[1] for t in triples], np.int32)
+        tf = _concat([t[2] for t in triples], np.int32)
+        del triples
+        lengths = _concat(self._lengths, np.int32)
         df = np.bincount(terms, minlength=n_terms)
         avgdl = float(lengths.mean()) if n_docs else 0.0
         idf = f.idf(self.params, df, n_docs)
-        norm = f.length_norm(self.params, lengths[docs], avgdl)
         base = f.absent_weight(self.params)
-        scores = idf[terms] * (f.weight(self.params, tf, norm) - base)
-        matrix = sp.csr_matrix((scores.astype(np.float32), (terms, docs)), shape=(n_terms, n_docs))
+        scores = np.empty(len(terms), dtype=np.float32)
+        # element-wise formulas in slices: same values, bounded float64 temporaries
+        for lo in range(0, len(terms), SCORE_SLICE):
+            part = slice(lo, lo + SCORE_SLICE)
+            norm = f.length_norm(self.params, lengths[docs[part]], avgdl)
+            scores[part] = idf[terms[part]] * (f.weight(self.params, tf[part], norm) - base)
+        del tf
+        matrix = sp.csr_matrix((scores, (terms, docs)), shape=(n_terms, n_docs))
+        del scores, terms, docs
         matrix.sort_indices()
         arrays = {
-            "data": matrix.data.astype(np.float32),
-            "indices": matrix.indices.astype(np.int32),
-            "indptr": matrix.indptr.astype(np.int64),
+            "data": np.asarray(matrix.data, dtype=np.float32),
+            "indices": np.asarray(matrix.indices, dtype=np.int32),
+            "indptr": np.asarray(matrix.indptr, dtype=np.int64),
             "term_base": (idf * base).astype(np.float64),
             "doc_lengths": lengths,
         }
@@ -122,8 +170,10 @@ class BM25Retriever:
             raise IndexLoadError(
                 f"{folder}: BM25 arrays unreadable ({exc}); rebuild the index"
             ) from None
-        self.data, self.indices, self.indptr = loaded["data"], loaded["indices"], loaded["indptr"]
-        self.term_base, self.doc_lengths = loaded["term_base"], loaded["doc_lengths"]
+        # Plain ndarray views of the maps: every np.memmap slice runs Python-level hooks.
+        plain = {n: np.asarray(a) for n, a in loaded.items()}
+        self.data, self.indices, self.indptr = plain["data"], plain["indices"], plain["indptr"]
+        self.term_base, self.doc_lengths = plain["term_base"], plain["doc_lengths"]
         self.n_passages = n_passages
         expected_terms = section["vocabulary_size"]
         if len(self.indptr) != expected_terms + 1 or len(self.doc_lengths) != n_passages:
@@ -132,7 +182,12 @@ class BM25Retriever:
                 f"{len(self.doc_lengths)} passages); rebuild the index with --force"
             )
         self._vocab: dict[str, int] | None = None
+        self._rows_of_words: dict[str, int] = {}
         self._buffer = np.zeros(n_passages, dtype=np.float32)
+        self._marks = np.zeros(n_passages, dtype=np.bool_)
+        self._has_base = bool(np.any(self.term_base))
+        self._matrix: sp.csr_matrix | None = None
+        self._positive: bool | None = None
 
     @property
     def vocab(self) -> dict[str, int]:
@@ -142,12 +197,34 @@ class BM25Retriever:
             self._vocab = {t: i for i, t in enumerate(terms)}
         return self._vocab
 
+    def _word_rows(self, query: str) -> list[int]:
+        """Rows of the query's known terms in query order, memoised per word (-1: no row)."""
+        words = self.analyzer.split(query)
+        memo = self._rows_of_words
+        try:
+            return [r for w in words if (r := memo[w]) >= 0]
+        except KeyError:
+            if len(memo) > MAX_MEMO_WORDS:
+                memo.clear()
+            vocab = self.vocab
+            for word, term in self.analyzer.term_map(words).items():
+                memo[word] = -1 if term is None else vocab.get(term, -1)
+            return [r for w in words if (r := memo[w]) >= 0]
+
+    def _rows_counts(self, query: str) -> tuple[list[int], list[int]]:
+        """Distinct rows of the query's terms, ascending, and each one's count in the query."""
+        ids = self._word_rows(query)
+        if len(ids) < 2:
+            return ids, [1] * len(ids)
+        rows = sorted(set(ids))
+        if len(rows) == len(ids):
+            return rows, [1] * len(rows)
+        return rows, [ids.count(r) for r in rows]
+
     def query_terms(self, query: str) -> tuple[np.ndarray, np.ndarray]:
         """Rows of the query's known terms and how often each occurs in the query."""
-        vocab = self.vocab
-        ids = [vocab[t] for t in self.analyzer.tokenize(query) if t in vocab]
-        rows, counts = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
-        return rows, counts
+        rows, counts = self._rows_counts(query)
+        return np.asarray(rows, dtype=np.int64), np.asarray(counts, dtype=np.int64)
 
     def scores(self, queries: list[str]) -> np.ndarray:
         """Full score matrix (queries x passages); for checks and small corpora."""
@@ -162,22 +239,115 @@ class BM25Retriever:
 
     def search_ids(self, queries: list[str], k: int) -> list[RankedIds]:
         """Top ``k`` passages per query among those sharing at least one term with it."""
-        return [self._search_one(q, k) for q in queries]
+        terms = [self._rows_counts(q) for q in queries]
+        if not self._all_positive():
+            return [self._search_one(rows, counts, k) for rows, counts in terms]
+        rows: list[int] = []
+        counts: list[int] = []
+        lengths = []
+        for query_rows, query_counts in terms:
+            rows.extend(query_rows)
+            counts.extend(query_counts)
+            lengths.append(len(query_rows))
+        offsets = np.zeros(len(terms) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        rows_a = np.asarray(rows, dtype=np.int64)
+        counts_a = np.asarray(counts, dtype=np.float32)
+        results: list[RankedIds] = []
+        for lo, hi in self._batches(rows_a, offsets):
+            start, stop = offsets[lo], offsets[hi]
+            # int32 throughout, or scipy would widen the (large) passage index to int64
+            query_matrix = sp.csr_matrix(
+                (
+                    counts_a[start:stop],
+                    rows_a[start:stop].astype(np.int32),
+                    (offsets[lo : hi + 1] - start).astype(np.int32),
+                ),
+                shape=(hi - lo, len(self.indptr) - 1),
+            )
+            results.extend(self._search_batch(query_matrix, terms[lo:hi], k))
+        return results
 
-    def _search_one(self, query: str, k: int) -> RankedIds:
-        rows, counts = self.query_terms(query)
-        buffer = self._buffer
+    def _all_positive(self) -> bool:
+        """Whether every stored score is > 0 (then no sum of them can be 0)."""
+        if self._positive is None:
+            self._positive = bool(len(self.data) == 0 or self.data.min() > 0)
+        return self._positive
+
+    def _batches(self, rows: np.ndarray, offsets: np.ndarray) -> list[tuple[int, int]]:
+        """Query ranges whose summed posting lengths stay near ``BATCH_POSTINGS``."""
+        ends = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(self.indptr[rows + 1] - self.indptr[rows], out=ends[1:])
+        postings = np.minimum(ends[offsets[1:]] - ends[offsets[:-1]], self.n_passages)
+        total = np.cumsum(postings)
+        ranges, start = [], 0
+        while start < len(postings):
+            done = total[start - 1] if start else 0
+            stop = int(np.searchsorted(total, done + BATCH_POSTINGS, side="right"))
+            stop = max(stop, start + 1)
+            ranges.append((start, stop))
+            start = stop
+        return ranges
+
+    def _score_matrix(self) -> sp.csr_matrix:
+        if self._matrix is None:
+            # int32 offsets (when they fit) keep scipy from copying the int32 indices to int64
+            fits = len(self.data) < np.iinfo(np.int32).max
+            indptr = self.indptr.astype(np.int32) if fits else self.indptr
+            self._matrix = sp.csr_matrix(
+                (self.data, self.indices, indptr),
+                shape=(len(self.indptr) - 1, self.n_passages),
+                copy=False,
+            )
+        return self._matrix
+
+    def _search_batch(
+        self, query_matrix: sp.csr_matrix, terms: list[tuple[list[int], list[int]]], k: int
+    ) -> list[RankedIds]:
+        """Score a batch with one sparse product (queries x terms) @ (terms x passages).
+
+        Each passage's sum is accumulated in float32 over the query's terms in ascending row
+        order, exactly as :meth:`_search_one` does; the product only drops zero sums, which
+        cannot occur when every stored score is positive.
+        """
+        product = query_matrix @ self._score_matrix()
+        bounds, values = product.indptr.tolist(), product.data
+        candidates = product.indices.astype(np.int64)
+        results = []
+        for i, (rows, counts) in enumerate(terms):
+            lo, hi = bounds[i], bounds[i + 1]
+            ids, scores = top_k(values[lo:hi], candidates[lo:hi], k)
+            if self._has_base and lo < hi:
+                scores = scores + self._base(rows, counts)
+            results.append((ids, scores))
+        return results
+
+    def _base(self, rows: list[int], counts: list[int]) -> np.float32:
+        """Score every passage gets from the query's terms it lacks (bm25plus only)."""
+        rows_a, counts_a = np.asarray(rows, dtype=np.int64), np.asarray(counts, dtype=np.int64)
+        return np.float32(np.dot(self.term_base[rows_a], counts_a))
+
+    def _search_one(self, rows: list[int], counts: list[int], k: int) -> RankedIds:
+        """One query by scattering its rows into a dense buffer (any sign of scores)."""
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        buffer, marks, indptr = self._buffer, self._marks, self.indptr
         touched = []
-        for row, count in zip(rows.tolist(), counts.tolist()):
-            lo, hi = self.indptr[row], self.indptr[row + 1]
+        for row, count in zip(rows, counts):
+            lo, hi = indptr[row], indptr[row + 1]
             idx = self.indices[lo:hi]
             buffer[idx] += self.data[lo:hi] if count == 1 else count * self.data[lo:hi]
             touched.append(idx)
-        if not touched:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        candidates = touched[0] if len(touched) == 1 else np.unique(np.concatenate(touched))
+        if len(touched) == 1:
+            candidates = touched[0]
+        elif sum(len(t) for t in touched) * 16 < self.n_passages:
+            candidates = np.unique(np.concatenate(touched))
+        else:
+            for idx in touched:
+                marks[idx] = True
+            candidates = np.flatnonzero(marks).astype(np.int32)
+            marks[candidates] = False
         values = buffer[candidates]
         buffer[candidates] = 0.0
         order = top_k_indices(values, candidates, k)
-        base = np.float32(np.dot(self.term_base[rows], counts))
-        return candidates[order].astype(np.int64), values[order] + base
+        return candidates[order].astype(np.int64), values[order] + self._base(rows, counts)
