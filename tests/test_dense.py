@@ -184,6 +184,7 @@ def test_cli_search_dense_and_hybrid(index_dir: Path) -> None:
         ["--retriever", "dense"],
         ["--retriever", "hybrid"],
         ["--retriever", "hybrid", "--fusion", "linear", "--alpha", "0.3"],
+        ["--retriever", "hybrid", "--rrf-k", "10", "--depth", "8"],
     ):
         result = runner.invoke(
             app,
@@ -204,6 +205,18 @@ def test_cli_search_dense_and_hybrid(index_dir: Path) -> None:
         assert len(hits) == 4 and [h["rank"] for h in hits] == [1, 2, 3, 4]
     result = runner.invoke(app, ["search", "x", "-i", str(index_dir), "--alpha", "0.5"])
     assert result.exit_code == 1 and "--alpha" in result.output
+
+
+def test_cli_rrf_constant_reaches_the_fusion(index_dir: Path) -> None:
+    def top_score(*args: str) -> float:
+        argv = ["search", "telephone patent", "-i", str(index_dir), "--format", "jsonl"]
+        result = runner.invoke(app, [*argv, "--retriever", "hybrid", *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["hits"][0]["score"]
+
+    # RRF scores are sums of 1 / (k + rank): at most 2 / 61 with k = 60, at least 1 / 11 with 10
+    assert top_score() <= 2 / 61
+    assert top_score("--rrf-k", "10") >= 1 / 11
 
 
 def test_damaged_dense_index_gives_a_clear_error(index_dir: Path, tmp_path: Path) -> None:

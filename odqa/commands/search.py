@@ -35,6 +35,13 @@ def search_command(
         float | None,
         typer.Option(min=0.0, max=1.0, help="hybrid linear: weight of the dense scores."),
     ] = None,
+    rrf_k: Annotated[
+        float | None, typer.Option(min=0.0, help="hybrid rrf: the constant k (default 60).")
+    ] = None,
+    depth: Annotated[
+        int | None,
+        typer.Option(min=1, help="hybrid: candidates fetched per side (default max(100, 4k))."),
+    ] = None,
     ef_search: Annotated[
         int | None, typer.Option(min=1, help="dense HNSW: search beam width.")
     ] = None,
@@ -51,6 +58,8 @@ def search_command(
             retriever,
             fusion=fusion.value if fusion else None,
             alpha=alpha,
+            rrf_k=rrf_k,
+            depth=depth,
             ef_search=ef_search,
             nprobe=nprobe,
         )
