@@ -360,3 +360,26 @@ def test_retrievers_side_by_side_with_plot(hybrid_index, tmp_path, monkeypatch):
     (figure,) = figures
     assert [line.get_label() for line in figure.axes[0].lines] == names
     assert all(len(line.get_xdata()) == 20 for line in figure.axes[0].lines)
+
+
+def test_latency_percentiles_come_from_single_question_timings():
+    import time
+
+    from odqa.evaluation.runner import timed_run
+    from odqa.types import Query
+
+    questions = [Query(str(i), "slow" if i % 10 == 9 else "fast") for i in range(40)]
+
+    def call(batch):
+        time.sleep(sum(0.02 if q.text == "slow" else 0.001 for q in batch))
+        return [q.text for q in batch]
+
+    amortised = timed_run(questions, call, batch_size=10, progress=None, label="x")[1]
+    sampled = timed_run(
+        questions, call, batch_size=10, progress=None, label="x", latency_sample=40
+    )[1]
+    # one slow question in ten: the amortised view hides it, single-question timing shows it
+    assert amortised["p95_ms"] < 5
+    assert sampled["p95_ms"] >= 15 and sampled["p50_ms"] < 5
+    assert sampled["latency_questions"] == 40
+    assert sampled["questions_per_s"] == pytest.approx(amortised["questions_per_s"], rel=0.5)

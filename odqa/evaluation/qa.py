@@ -73,6 +73,7 @@ def evaluate_qa(
     reader: str | None,
     passages: int,
     batch_size: int,
+    latency_sample: int = 0,
     progress: Any,
 ) -> tuple[list[SystemResult], list[dict]]:
     """Answer every question (top answer only) with each system and score EM / F1.
@@ -82,7 +83,12 @@ def evaluate_qa(
     results, records = [], []
     for name, call in _systems(mode, index, names, reader, passages):
         run, latency = timed_run(
-            data.questions, call, batch_size=batch_size, progress=progress, label=name
+            data.questions,
+            call,
+            batch_size=batch_size,
+            progress=progress,
+            label=name,
+            latency_sample=latency_sample,
         )
         result, rows = score_answers(name, data, run.outputs, latency, run.failures)
         result.counts.pop("missing")  # here an unanswered question is a failed one

@@ -34,7 +34,14 @@ class PassageIds:
 
 
 def evaluate_retrieval(
-    data: Any, index: Any, names: list[str], ks: list[int], *, batch_size: int, progress: Any
+    data: Any,
+    index: Any,
+    names: list[str],
+    ks: list[int],
+    *,
+    batch_size: int,
+    progress: Any,
+    latency_sample: int = 0,
 ) -> tuple[list[SystemResult], list[dict]]:
     """Top-k accuracy and MRR (answer datasets) or nDCG@10 / R@100 / MRR@10 (BEIR) per retriever.
 
@@ -53,7 +60,12 @@ def evaluate_retrieval(
             return retriever.search_ids([q.question for q in batch], depth)
 
         run, latency = timed_run(
-            data.questions, call, batch_size=batch_size, progress=progress, label=name
+            data.questions,
+            call,
+            batch_size=batch_size,
+            progress=progress,
+            label=name,
+            latency_sample=latency_sample,
         )
         result = SystemResult(name, {}, latency, run.failures)
         rankings = [None if out is None else [int(i) for i in out[0]] for out in run.outputs]

@@ -35,6 +35,7 @@ def run_evaluation(
     regex: bool | None = None,
     limit: int | None = None,
     batch_size: int = 32,
+    latency_sample: int = 100,
     curves: bool = False,
     progress: bool = True,
 ) -> EvalRun:
@@ -71,6 +72,7 @@ def run_evaluation(
             reader=reader,
             passages=passages,
             batch_size=batch_size,
+            latency_sample=latency_sample,
             progress=progress,
         )
     report["systems"] = [r.to_dict() for r in results]
@@ -114,6 +116,7 @@ def _run_systems(
     reader: str | None,
     passages: int,
     batch_size: int,
+    latency_sample: int,
     progress: bool,
 ) -> tuple[list[SystemResult], list[dict]]:
     """Run the systems of ``mode``; fills ``report`` with run details."""
@@ -128,7 +131,15 @@ def _run_systems(
     with make_progress(enabled=progress) as bar:
         if mode == "retrieval":
             report["k"] = ks
-            return evaluate_retrieval(data, index, names, ks, batch_size=batch_size, progress=bar)
+            return evaluate_retrieval(
+                data,
+                index,
+                names,
+                ks,
+                batch_size=batch_size,
+                latency_sample=latency_sample,
+                progress=bar,
+            )
         return evaluate_qa(
             data,
             mode,
@@ -137,5 +148,6 @@ def _run_systems(
             reader=reader,
             passages=passages,
             batch_size=batch_size,
+            latency_sample=latency_sample,
             progress=bar,
         )

@@ -97,6 +97,25 @@ def warm_up(call: Callable[[list[Any]], list[Any]], questions: Sequence[Any]) ->
         return
 
 
+def single_question_seconds(
+    questions: Sequence[Any], call: Callable[[list[Any]], list[Any]], sample: int
+) -> list[float]:
+    """Seconds of ``call`` on one question at a time, for ``sample`` questions spread evenly
+    over ``questions`` (questions that raise are left out: the batched run counts them)."""
+    picks = sorted({round(i * (len(questions) - 1) / max(sample - 1, 1)) for i in range(sample)})
+    seconds = []
+    for i in picks[: len(questions)]:
+        tick = time.perf_counter()
+        try:
+            call([questions[i]])
+        except FATAL_ERRORS:
+            raise
+        except Exception:
+            continue
+        seconds.append(time.perf_counter() - tick)
+    return seconds
+
+
 def timed_run(
     questions: Sequence[Any],
     call: Callable[[list[Any]], list[Any]],
@@ -104,10 +123,21 @@ def timed_run(
     batch_size: int,
     progress: Any,
     label: str,
+    latency_sample: int = 0,
 ) -> tuple[Batched, dict[str, float]]:
-    """Warm up, then :func:`run_batches`; returns the run and its latency summary."""
+    """Warm up, run in batches, and summarise the timings.
+
+    Throughput comes from the batched run. Latency p50/p95 come from ``latency_sample``
+    questions timed one at a time; with no sample (or batches of one) a question's latency is
+    its batch's time divided by the batch size.
+    """
     from odqa.evaluate import latency_summary
 
     warm_up(call, questions)
     run = run_batches(questions, call, batch_size=batch_size, progress=progress, label=label)
-    return run, latency_summary(run.seconds, run.wall)
+    summary = latency_summary(run.seconds, run.wall)
+    if latency_sample > 0 and batch_size > 1 and questions:
+        single = single_question_seconds(questions, call, min(latency_sample, len(questions)))
+        summary |= {k: v for k, v in latency_summary(single).items() if k.endswith("_ms")}
+        summary["latency_questions"] = len(single)
+    return run, summary
