@@ -121,7 +121,9 @@ def _build_into(
 ) -> dict[str, Any]:
     stats = CorpusStats()
     writer = PassageWriter(tmp)
-    sparse = SparseBuilder(options.analyzer, options.bm25) if "bm25" in options.retrievers else None
+    sparse = None
+    if "bm25" in options.retrievers:
+        sparse = SparseBuilder(options.analyzer, options.bm25, scratch=tmp / "bm25-chunks")
     task = progress.add_task("reading corpus", total=None, unit="passages") if progress else None
     try:
         for passage in iter_passages(inputs, options.corpus, stats):

@@ -169,3 +169,23 @@ def test_stemming_and_stopwords_apply_to_queries_too(tmp_path):
     index = build(tmp_path, corpus, BM25Params(), analyzer=Analyzer())
     assert [h.id for h in index.search(["paints"], k=5)[0]] == ["a"]
     assert index.search(["the"], k=5) == [[]]
+
+
+def test_spilled_chunks_give_the_same_arrays_as_one_chunk(tmp_path, monkeypatch, squad_dev):
+    import odqa.retrieval.sparse as sparse
+
+    def arrays(out: Path) -> dict[str, np.ndarray]:
+        names = ("data", "indices", "indptr", "term_base", "doc_lengths")
+        return {n: np.load(out / "bm25" / f"{n}.npy") for n in names}
+
+    options = BuildOptions(corpus=CorpusOptions(passage_words=40))
+    build_index([squad_dev], tmp_path / "one", options)
+    monkeypatch.setattr(sparse, "CHUNK_TOKENS", 5_000)
+    monkeypatch.setattr(sparse, "SCORE_SLICE", 3_000)
+    build_index([squad_dev], tmp_path / "many", options)
+    one, many = arrays(tmp_path / "one"), arrays(tmp_path / "many")
+    for name, array in one.items():
+        assert array.dtype == many[name].dtype and np.array_equal(array, many[name]), name
+    assert len(one["data"]) > 100_000
+    assert not (tmp_path / "many" / "bm25-chunks").exists()
+    assert not list((tmp_path / "many").glob("**/*chunk*"))

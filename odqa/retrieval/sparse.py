@@ -1,9 +1,10 @@
 """BM25 retrieval over a precomputed term x passage score matrix (CSR rows = terms).
 
 Build: passages are tokenised once as they stream in (each distinct word is stemmed once and
-memoised); term ids and counts are gathered in chunks, then every (term, passage) score is
-computed with the formulas of :mod:`odqa.retrieval.bm25_formulas` and stored as ``.npy`` arrays
-(memory-mapped at search).
+memoised); (passage, term, count) triples are gathered in chunks that are spilled to disk, so
+memory does not grow with the corpus. At the end every (term, passage) score is computed with
+the formulas of :mod:`odqa.retrieval.bm25_formulas`, chunk by chunk, and scattered into
+memory-mapped ``.npy`` arrays in term order (memory-mapped again at search).
 Search: a query's score vector is the sum of its terms' rows, for a batch of queries at once as
 one sparse product (queries x terms) @ (terms x passages); top-k by ``partition`` over the
 touched passages only, ties broken by passage order.
@@ -40,9 +41,12 @@ class SparseBuilder:
     of first occurrence, exactly as tokenising and looking up every token in turn would.
     """
 
-    def __init__(self, analyzer: Analyzer, params: BM25Params) -> None:
+    def __init__(self, analyzer: Analyzer, params: BM25Params, scratch: Path) -> None:
+        """``scratch``: a folder for the spilled chunks (created; removed by :meth:`write`)."""
         self.analyzer = analyzer
         self.params = params
+        self.scratch = scratch
+        scratch.mkdir(parents=True, exist_ok=True)
         self.vocab: dict[str, int] = {}
         self._word_ids: dict[str, int] = {}
         self._unmapped_words: list[str] = []
@@ -52,7 +56,8 @@ class SparseBuilder:
         self._word_counts: list[int] = []
         self._pending_words: list[int] = []
         self._lengths: list[np.ndarray] = []
-        self._triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._chunks: list[Path] = []
+        self._df = np.zeros(0, dtype=np.int64)
 
     def add(self, text: str) -> None:
         """Tokenise one passage (passages must be added in index order)."""
@@ -98,45 +103,65 @@ class SparseBuilder:
             (np.ones(len(terms), dtype=np.int32), (docs, terms)), shape=(n_docs, len(self.vocab))
         )
         counts.sum_duplicates()
-        self._triples.append(
-            (
-                np.repeat(np.arange(first, self._docs, dtype=np.int32), np.diff(counts.indptr)),
-                np.asarray(counts.indices, dtype=np.int32),
-                np.asarray(counts.data, dtype=np.int32),
-            )
+        chunk_terms = np.asarray(counts.indices, dtype=np.int32)
+        chunk = self.scratch / f"{len(self._chunks):06d}.npy"
+        np.save(
+            chunk,
+            np.stack(
+                [
+                    np.repeat(np.arange(first, self._docs, dtype=np.int32), np.diff(counts.indptr)),
+                    chunk_terms,
+                    np.asarray(counts.data, dtype=np.int32),
+                ]
+            ),
+            allow_pickle=False,
         )
+        self._chunks.append(chunk)
+        df = np.bincount(chunk_terms, minlength=len(self.vocab))
+        df[: len(self._df)] += self._df
+        self._df = df
         self._pending_words, self._word_counts = [], []
         self._flushed_docs = self._docs
 
     def write(self, folder: Path) -> dict[str, Any]:
-        """Compute scores, write the arrays and vocabulary to ``folder``; return manifest stats."""
+        """Compute scores, write the arrays and vocabulary to ``folder``; return manifest stats.
+
+        Postings are placed chunk by chunk (chunks hold passages in index order) straight into
+        memory-mapped output arrays: each term's row ends up sorted by passage.
+        """
         self._flush()
         folder.mkdir(parents=True, exist_ok=True)
         n_docs, n_terms = self._docs, len(self.vocab)
-        triples, self._triples = self._triples, []
-        docs = _concat([t[0] for t in triples], np.int32)
-        terms = _concat([t[1] for t in triples], np.int32)
-        tf = _concat([t[2] for t in triples], np.int32)
-        del triples
+        df = np.zeros(n_terms, dtype=np.int64)
+        df[: len(self._df)] = self._df
         lengths = _concat(self._lengths, np.int32)
-        df = np.bincount(terms, minlength=n_terms)
         avgdl = float(lengths.mean()) if n_docs else 0.0
         idf = f.idf(self.params, df, n_docs)
         base = f.absent_weight(self.params)
-        scores = np.empty(len(terms), dtype=np.float32)
-        # element-wise formulas in slices: same values, bounded float64 temporaries
-        for lo in range(0, len(terms), SCORE_SLICE):
-            part = slice(lo, lo + SCORE_SLICE)
-            norm = f.length_norm(self.params, lengths[docs[part]], avgdl)
-            scores[part] = idf[terms[part]] * (f.weight(self.params, tf[part], norm) - base)
-        del tf
-        matrix = sp.csr_matrix((scores, (terms, docs)), shape=(n_terms, n_docs))
-        del scores, terms, docs
-        matrix.sort_indices()
+        indptr = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(df, out=indptr[1:])
+        nnz = int(indptr[-1])
+        data = np.lib.format.open_memmap(folder / "data.npy", "w+", np.float32, (nnz,))
+        indices = np.lib.format.open_memmap(folder / "indices.npy", "w+", np.int32, (nnz,))
+        cursor = indptr[:-1].copy()
+        for chunk in self._chunks:
+            docs, terms, tf = np.load(chunk, allow_pickle=False)
+            scores = self._scores(docs, terms, tf, lengths, avgdl, idf, base)
+            order = np.argsort(terms, kind="stable")
+            terms = terms[order]
+            per_term = np.bincount(terms, minlength=n_terms)
+            group_start = np.cumsum(per_term) - per_term
+            positions = cursor[terms] + (np.arange(len(terms)) - group_start[terms])
+            data[positions] = scores[order]
+            indices[positions] = docs[order]
+            cursor += per_term
+            chunk.unlink()
+        data.flush()
+        indices.flush()
+        del data, indices
+        self.scratch.rmdir()
         arrays = {
-            "data": np.asarray(matrix.data, dtype=np.float32),
-            "indices": np.asarray(matrix.indices, dtype=np.int32),
-            "indptr": np.asarray(matrix.indptr, dtype=np.int64),
+            "indptr": indptr,
             "term_base": (idf * base).astype(np.float64),
             "doc_lengths": lengths,
         }
@@ -148,9 +173,28 @@ class SparseBuilder:
             "params": self.params.to_dict(),
             "analyzer": self.analyzer.to_dict(),
             "vocabulary_size": n_terms,
-            "nonzeros": int(matrix.nnz),
+            "nonzeros": nnz,
             "average_length": avgdl,
         }
+
+    def _scores(
+        self,
+        docs: np.ndarray,
+        terms: np.ndarray,
+        tf: np.ndarray,
+        lengths: np.ndarray,
+        avgdl: float,
+        idf: np.ndarray,
+        base: float,
+    ) -> np.ndarray:
+        """Scores of one chunk's (passage, term, count) triples, in slices that bound the
+        float64 temporaries."""
+        scores = np.empty(len(terms), dtype=np.float32)
+        for lo in range(0, len(terms), SCORE_SLICE):
+            part = slice(lo, lo + SCORE_SLICE)
+            norm = f.length_norm(self.params, lengths[docs[part]], avgdl)
+            scores[part] = idf[terms[part]] * (f.weight(self.params, tf[part], norm) - base)
+        return scores
 
 
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
