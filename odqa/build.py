@@ -124,18 +124,21 @@ def _build_into(
     sparse = None
     if "bm25" in options.retrievers:
         sparse = SparseBuilder(options.analyzer, options.bm25, scratch=tmp / "bm25-chunks")
-    task = progress.add_task("reading corpus", total=None, unit="passages") if progress else None
+    task = None
+    if progress is not None:
+        task = progress.add_task("reading corpus", total=None, unit="passages", count=0)
     try:
         for passage in iter_passages(inputs, options.corpus, stats):
             writer.add(passage)
             if sparse is not None:
                 sparse.add(bm25_text(passage))
             if progress is not None and stats.passages % 512 == 0:
-                progress.update(task, completed=stats.passages)
+                _show_reading(progress, task, stats)
     finally:
         writer.close()
     if progress is not None:
-        progress.update(task, completed=stats.passages, total=stats.passages)
+        stats.bytes_read = stats.bytes_total
+        _show_reading(progress, task, stats)
     if stats.passages == 0:
         raise OdqaError(
             f"the corpus has no passages ({stats.documents} documents, "
@@ -165,6 +168,13 @@ def _build_into(
             dense_dir, PassageStore(tmp), options.dense, resume=resume, progress=progress
         )
     return manifest
+
+
+def _show_reading(progress: Progress, task: Any, stats: CorpusStats) -> None:
+    """The corpus pass: a bar over the input bytes (for time left), labelled in passages."""
+    progress.update(
+        task, completed=stats.bytes_read, total=stats.bytes_total or None, count=stats.passages
+    )
 
 
 def _replace(tmp: Path, out: Path) -> None:

@@ -39,6 +39,8 @@ class Document:
     text: str
     source: str
     line: int | None
+    position: int | None = None
+    """Bytes of its input read once this document was read (None: known only at the end)."""
 
 
 @dataclass(frozen=True)
@@ -80,19 +82,40 @@ def open_binary(path: Path) -> BinaryIO:
     return raw
 
 
-def decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line number, text)`` of a UTF-8 text file, raising InputError on bad bytes."""
+def positioned_lines(path: Path) -> Iterator[tuple[int, str, int]]:
+    """Yield ``(line number, text, bytes of the file read so far)`` of a UTF-8 text file,
+    raising InputError on bad bytes. For gzip files the position counts compressed bytes."""
     with open_binary(path) as handle:
+        tell = (getattr(handle, "fileobj", None) or handle).tell
         try:
             for number, raw in enumerate(handle, 1):
                 try:
-                    yield number, raw.decode("utf-8")
+                    text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise InputError(
                         path, number, f"invalid UTF-8 at byte {exc.start}: re-encode the file"
                     ) from None
+                yield number, text, tell()
         except (OSError, EOFError) as exc:
             raise InputError(path, None, f"cannot read file: {exc}") from None
+
+
+def decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line number, text)`` of a UTF-8 text file, raising InputError on bad bytes."""
+    for number, text, _ in positioned_lines(path):
+        yield number, text
+
+
+def input_size(path: Path) -> int:
+    """Bytes a corpus input will read (what progress is measured against); 0 if unknown."""
+    if path.is_file():
+        return path.stat().st_size
+    if not path.is_dir():
+        return 0
+    for name in ("corpus.jsonl", "corpus.jsonl.gz"):
+        if (path / name).is_file():
+            return (path / name).stat().st_size
+    return sum(p.stat().st_size for p in _txt_files(path))
 
 
 def _strip_gz(name: str) -> str:
@@ -139,7 +162,7 @@ def _text_field(record: dict, field: str, path: Path, line: int) -> str:
 
 def read_jsonl(path: Path, options: CorpusOptions) -> Iterator[Document]:
     """JSON lines with id/title/text (field names from ``options``; BEIR's ``_id`` accepted)."""
-    for line, content in decoded_lines(path):
+    for line, content, position in positioned_lines(path):
         if not content.strip():
             continue
         try:
@@ -160,17 +183,18 @@ def read_jsonl(path: Path, options: CorpusOptions) -> Iterator[Document]:
             _text_field(record, options.text_field, path, line),
             str(path),
             line,
+            position,
         )
 
 
 def read_tsv(path: Path, options: CorpusOptions) -> Iterator[Document]:
     """DPR-style TSV: a header naming ``id``, ``text`` and (optionally) ``title`` columns."""
-    lines = decoded_lines(path)
-    numbers: list[int] = [0]
+    lines = positioned_lines(path)
+    numbers: list[int] = [0, 0]  # line number and bytes read, of the last line read
 
     def texts() -> Iterator[str]:
-        for number, content in lines:
-            numbers[0] = number
+        for number, content, position in lines:
+            numbers[:] = number, position
             yield content
 
     reader = csv.reader(texts(), delimiter="\t")
@@ -196,7 +220,7 @@ def read_tsv(path: Path, options: CorpusOptions) -> Iterator[Document]:
         if not row[id_col]:
             raise InputError(path, numbers[0], "empty id")
         title = row[title_col] if title_col is not None else ""
-        yield Document(row[id_col], title, row[text_col], str(path), numbers[0])
+        yield Document(row[id_col], title, row[text_col], str(path), numbers[0], numbers[1])
 
 
 def read_squad(path: Path, options: CorpusOptions) -> Iterator[Document]:
@@ -224,13 +248,21 @@ def read_squad(path: Path, options: CorpusOptions) -> Iterator[Document]:
 
 def read_txt_folder(path: Path, options: CorpusOptions) -> Iterator[Document]:
     """Every ``*.txt`` (or ``*.txt.gz``) below ``path``; id = relative path, title = file stem."""
-    files = sorted(p for p in path.rglob("*") if p.is_file() and _strip_gz(p.name).endswith(".txt"))
+    files = _txt_files(path)
     if not files:
         raise InputError(path, None, "folder holds no .txt files")
+    position = 0
     for file in files:
         text = "".join(content for _, content in decoded_lines(file))
         rel = file.relative_to(path).as_posix()
-        yield Document(rel, Path(_strip_gz(file.name)).stem, text, str(file), None)
+        position += file.stat().st_size
+        yield Document(rel, Path(_strip_gz(file.name)).stem, text, str(file), None, position)
+
+
+def _txt_files(folder: Path) -> list[Path]:
+    """The ``*.txt`` and ``*.txt.gz`` files below ``folder``, sorted."""
+    found = (p for p in folder.rglob("*") if _strip_gz(p.name).endswith(".txt"))
+    return sorted(p for p in found if p.is_file())
 
 
 def read_txt_file(path: Path, options: CorpusOptions) -> Iterator[Document]:
@@ -293,6 +325,8 @@ class CorpusStats:
     documents: int = 0
     passages: int = 0
     empty_skipped: int = 0
+    bytes_read: int = 0
+    bytes_total: int = 0
 
     def to_dict(self) -> dict[str, int]:
         """JSON-ready counts."""
@@ -347,16 +381,23 @@ def iter_passages(
     """Read every input once, validate ids, skip (and count) empty documents, split passages."""
     paths = [Path(p) for p in inputs]
     guard = DuplicateIdGuard(paths, options)
-    for path in paths:
+    sizes = [input_size(p) for p in paths]
+    stats.bytes_total = sum(sizes)
+    done = 0
+    for path, size in zip(paths, sizes):
         for doc in read_documents(path, options):
             guard.check(doc)
             stats.documents += 1
+            if doc.position is not None:
+                stats.bytes_read = done + min(doc.position, size)
             if not doc.text.strip():
                 stats.empty_skipped += 1
                 continue
             for passage in split_document(doc, options.passage_words, options.stride):
                 stats.passages += 1
                 yield passage
+        done += size
+        stats.bytes_read = done
 
 
 __all__ = [

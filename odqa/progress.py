@@ -20,12 +20,30 @@ stderr_console = Console(stderr=True)
 
 
 class RateColumn(ProgressColumn):
-    """Items per second, labelled with the task's ``unit`` field (default: items)."""
+    """Items per second, labelled with the task's ``unit`` field (default: items).
+
+    A task whose bar measures something else (e.g. bytes of input) gives its item count in a
+    ``count`` field; the rate is then that count over the elapsed time.
+    """
 
     def render(self, task: Task) -> Text:
         unit = task.fields.get("unit", "items")
-        speed = task.finished_speed or task.speed
+        if "count" in task.fields:
+            elapsed = task.finished_time or task.elapsed
+            speed = task.fields["count"] / elapsed if elapsed else None
+        else:
+            speed = task.finished_speed or task.speed
         return Text(f"{speed:,.0f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
+
+
+class CountColumn(MofNCompleteColumn):
+    """``done/total``, or the ``count`` field with its unit when the task has one."""
+
+    def render(self, task: Task) -> Text:
+        if "count" in task.fields:
+            unit = task.fields.get("unit", "items")
+            return Text(f"{task.fields['count']:,} {unit}", style="progress.download")
+        return super().render(task)
 
 
 def make_progress(enabled: bool = True) -> Progress:
@@ -34,7 +52,7 @@ def make_progress(enabled: bool = True) -> Progress:
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         RateColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),

@@ -6,6 +6,7 @@ import gzip
 import itertools
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -555,3 +556,46 @@ def test_missing_path_and_wrong_kind_of_input(tmp_path: Path) -> None:
         passages([folder])
     with pytest.raises(InputError, match="is a folder"):
         passages([folder], format="jsonl")
+
+
+def _positions_seen(paths: list[Path], options: CorpusOptions) -> tuple[list[int], CorpusStats]:
+    stats = CorpusStats()
+    seen = [stats.bytes_read for _ in iter_passages(paths, options, stats)]
+    return seen, stats
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_bytes_read_grow_to_the_input_size(tmp_path: Path, compress: bool):
+    rng = random.Random(0)  # incompressible text: gzip must read its file in many buffers
+    words = ("".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=8)) for _ in range(120_000))
+    records = ({"id": f"d{i}", "text": " ".join(itertools.islice(words, 400))} for i in range(300))
+    lines = "".join(json.dumps(r) + "\n" for r in records)
+    path = tmp_path / ("c.jsonl.gz" if compress else "c.jsonl")
+    if compress:
+        with gzip.open(path, "wt", encoding="utf-8") as handle:
+            handle.write(lines)
+    else:
+        path.write_text(lines, encoding="utf-8")
+    seen, stats = _positions_seen([path], CorpusOptions(passage_words=0))
+    assert stats.bytes_total == path.stat().st_size
+    assert seen == sorted(seen) and 0 < seen[0] <= stats.bytes_total
+    assert len(set(seen)) > (1 if compress else 100)  # the bar moves while reading
+    assert stats.bytes_read == stats.bytes_total
+
+
+def test_bytes_read_over_several_inputs_and_formats(tmp_path: Path):
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text("".join(json.dumps({"id": f"a{i}", "text": "x y"}) + "\n" for i in range(5)))
+    tsv = tmp_path / "b.tsv"
+    tsv.write_text("id\ttext\ttitle\n" + "".join(f"b{i}\tsome text\tT\n" for i in range(5)))
+    folder = tmp_path / "txt"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.txt").write_text("plain text " * (i + 1))
+    seen, stats = _positions_seen([jsonl, tsv, folder], CorpusOptions())
+    sizes = [jsonl.stat().st_size, tsv.stat().st_size]
+    sizes.append(sum(p.stat().st_size for p in folder.iterdir()))
+    assert stats.bytes_total == sum(sizes)
+    assert seen == sorted(seen) and len(seen) == 13
+    assert seen[4] == sizes[0] and seen[9] == sizes[0] + sizes[1]
+    assert stats.bytes_read == stats.bytes_total

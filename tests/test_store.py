@@ -129,3 +129,13 @@ def test_existing_index_needs_force_and_failed_rebuild_keeps_it(index_dir: Path,
 def test_unknown_retriever_names_the_available_ones(index_dir: Path):
     with pytest.raises(OdqaError, match="built with: bm25"):
         load_index(index_dir).search(["x"], k=1, retriever="dense")
+
+
+def test_reading_progress_measures_input_bytes_and_counts_passages(tmp_path: Path):
+    from rich.progress import Progress
+
+    with Progress(disable=True) as progress:
+        build_index([SAMPLE_CORPUS], tmp_path / "idx", BuildOptions(), progress=progress)
+    (task,) = [t for t in progress.tasks if t.description == "reading corpus"]
+    assert task.total == task.completed == SAMPLE_CORPUS.stat().st_size
+    assert task.fields["count"] == 67 and task.fields["unit"] == "passages"
