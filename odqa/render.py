@@ -31,11 +31,10 @@ def hits_table(query: Query, hits: list[Hit]) -> Table:
     return table
 
 
-def write_hits(
-    queries: list[Query], results: list[list[Hit]], fmt: str, out: TextIO, console: Console
-) -> None:
-    """Write ``results`` in ``fmt`` (table, jsonl or trec) to ``out`` (table goes to console)."""
+def write_hits(queries: list[Query], results: list[list[Hit]], fmt: str, out: TextIO) -> None:
+    """Write ``results`` to ``out`` as ``table``, ``jsonl`` or ``trec``."""
     if fmt == "table":
+        console = Console(file=out)
         for query, hits in zip(queries, results):
             console.print(hits_table(query, hits))
         return

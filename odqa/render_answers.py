@@ -76,9 +76,10 @@ def jsonl_lines(results: list[QuestionAnswers]) -> Iterable[str]:
         yield json.dumps(result.to_dict(), ensure_ascii=False)
 
 
-def write_answers(results: list[QuestionAnswers], fmt: str, out: TextIO, console: Console) -> None:
-    """Write ``results`` as ``table`` (to ``console``) or ``jsonl`` (to ``out``)."""
+def write_answers(results: list[QuestionAnswers], fmt: str, out: TextIO) -> None:
+    """Write ``results`` to ``out`` as ``table`` or ``jsonl``."""
     if fmt == "table":
+        console = Console(file=out)
         for result in results:
             console.print(answers_table(result))
         return

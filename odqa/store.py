@@ -225,11 +225,11 @@ class Index:
             from odqa.retrieval.dense import DenseRetriever
 
             return DenseRetriever.load(self.path / "dense", self.manifest["dense"], **options)
+        from odqa.retrieval.dense import QUERY_OPTIONS
         from odqa.retrieval.hybrid import HybridRetriever
 
-        dense_keys = {"ef_search", "nprobe", "device", "batch_size", "backend"}
-        dense_options = {k: v for k, v in options.items() if k in dense_keys}
-        fusion_options = {k: v for k, v in options.items() if k not in dense_keys}
+        dense_options = {k: v for k, v in options.items() if k in QUERY_OPTIONS}
+        fusion_options = {k: v for k, v in options.items() if k not in QUERY_OPTIONS}
         return HybridRetriever(
             self.retriever("bm25"), self.retriever("dense", **dense_options), **fusion_options
         )

@@ -262,3 +262,12 @@ def test_progress_shows_encoding_and_indexing(
     assert set(tasks) == {"dense encoding", "faiss flat"}
     assert all(t.total == t.completed == len(passages) for t in tasks.values())
     assert tasks["dense encoding"].fields["unit"] == "passages"
+
+
+def test_hybrid_passes_every_dense_query_option_to_the_dense_side() -> None:
+    import inspect
+
+    from odqa.retrieval.dense import QUERY_OPTIONS
+
+    load = inspect.signature(DenseRetriever.load).parameters
+    assert set(load) - {"cls", "folder", "section"} == QUERY_OPTIONS

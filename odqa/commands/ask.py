@@ -76,8 +76,6 @@ def ask_command(
     prefix: Annotated[str, typer.Option(help="Closed-book: text put before each question.")] = "",
 ) -> None:
     """Answer questions with ranked answers and their evidence."""
-    from rich.console import Console
-
     from odqa.render_answers import write_answers
 
     with fail_on_error():
@@ -135,5 +133,4 @@ def ask_command(
                 precision=precision.value,
             )
         with output_stream(output) as out:
-            console = Console(file=out) if output is not None else Console()
-            write_answers(results, fmt.value, out, console)
+            write_answers(results, fmt.value, out)

@@ -67,10 +67,7 @@ def search_command(
         opened = load_index(resolve_index(index))
         results = opened.search([q.text for q in batch], k=k, retriever=retriever, **options)
         with output_stream(output) as out:
-            from rich.console import Console
-
-            console = Console(file=out) if output is not None else Console()
-            write_hits(batch, results, fmt.value, out, console)
+            write_hits(batch, results, fmt.value, out)
 
 
 def retriever_options(retriever: str, **given: object) -> dict[str, object]:

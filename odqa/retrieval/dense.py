@@ -36,6 +36,8 @@ INDEX_FILE = "index.faiss"
 VECTORS_FILE = "vectors.npy"
 STATE_FILE = "build.json"
 CHUNKS = "chunks"
+QUERY_OPTIONS = frozenset({"ef_search", "nprobe", "refine", "device", "batch_size", "backend"})
+"""Search-time options :meth:`DenseRetriever.load` takes (the rest of a hybrid's are fusion's)."""
 
 
 def _chunk_path(dense_dir: Path, number: int) -> Path:

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from odqa.errors import IndexLoadError
 from odqa.retrieval import bm25_formulas as f
 from odqa.retrieval.bm25_formulas import BM25Params
-from odqa.retrieval.topk import top_k, top_k_indices
+from odqa.retrieval.topk import top_k
 from odqa.text import Analyzer
 from odqa.types import RankedIds
 
@@ -134,7 +134,7 @@ class SparseBuilder:
         n_docs, n_terms = self._docs, len(self.vocab)
         df = np.zeros(n_terms, dtype=np.int64)
         df[: len(self._df)] = self._df
-        lengths = _concat(self._lengths, np.int32)
+        lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int32)
         avgdl = float(lengths.mean()) if n_docs else 0.0
         idf = f.idf(self.params, df, n_docs)
         base = f.absent_weight(self.params)
@@ -195,10 +195,6 @@ class SparseBuilder:
             norm = f.length_norm(self.params, lengths[docs[part]], avgdl)
             scores[part] = idf[terms[part]] * (f.weight(self.params, tf[part], norm) - base)
         return scores
-
-
-def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
 class BM25Retriever:
@@ -393,5 +389,5 @@ class BM25Retriever:
             marks[candidates] = False
         values = buffer[candidates]
         buffer[candidates] = 0.0
-        order = top_k_indices(values, candidates, k)
-        return candidates[order].astype(np.int64), values[order] + self._base(rows, counts)
+        ids, scores = top_k(values, candidates, k)
+        return ids.astype(np.int64), scores + self._base(rows, counts)
