@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from odqa import __version__
-from odqa.commands import ask, eval, index, info, search
+from odqa.commands import ask, eval, index, info, search, train
 
 app = typer.Typer(
     name="odqa",
@@ -36,3 +36,4 @@ app.command("search")(search.search_command)
 app.command("info")(info.info_command)
 app.command("ask")(ask.ask_command)
 app.command("eval")(eval.eval_command)
+app.add_typer(train.app, name="train")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from odqa.errors import ModelNotAvailableError, OdqaError
-from odqa.models import load_pretrained, quiet_transformers, resolve_device
+from odqa.models import load_pretrained, quiet_transformers, resolve_device, resolve_model
 from odqa.readers.spans import spans_to_chars, top_spans
 from odqa.readers.windows import Window, encode_question, length_sorted_batches, pad_batch
 
@@ -112,9 +112,15 @@ def load_qa_model(name: str, device: str, precision: str = "fp32"):
                 f"reader model '{name}' has no fast tokenizer (tokenizer.json): "
                 "character offsets need one"
             )
-        model = load_pretrained(
-            AutoModelForQuestionAnswering.from_pretrained, name, "reader", "--reader"
-        )
+        from odqa.delta import is_delta_folder, load_delta
+
+        resolved = resolve_model(name)
+        if is_delta_folder(resolved):
+            model = load_delta(AutoModelForQuestionAnswering, resolved)
+        else:
+            model = load_pretrained(
+                AutoModelForQuestionAnswering.from_pretrained, name, "reader", "--reader"
+            )
     model.to(device).eval()
     if precision == "fp16":
         model.half()

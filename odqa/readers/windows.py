@@ -35,13 +35,14 @@ class Window:
         return len(self.input_ids)
 
 
-def _truncate_question(tokenizer, question: str, max_question_tokens: int) -> str:
-    """Cut ``question`` after its first ``max_question_tokens`` tokens (long queries only)."""
-    enc = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
-    offsets = enc["offset_mapping"]
-    if len(offsets) <= max_question_tokens:
-        return question
-    return question[: offsets[max_question_tokens - 1][1]]
+def _truncate_questions(tokenizer, questions: list[str], max_question_tokens: int) -> list[str]:
+    """Cut each question after its first ``max_question_tokens`` tokens (long queries only)."""
+    enc = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
+    cut = []
+    for question, offsets in zip(questions, enc["offset_mapping"]):
+        too_long = len(offsets) > max_question_tokens
+        cut.append(question[: offsets[max_question_tokens - 1][1]] if too_long else question)
+    return cut
 
 
 def encode_question(
@@ -72,10 +73,40 @@ def encode_question(
     Raises:
         OdqaError: when ``max_seq_length`` leaves no room for the passage.
     """
+    return encode_pairs(
+        tokenizer,
+        [question] * len(passages),
+        passages,
+        first_pair=first_pair,
+        max_seq_length=max_seq_length,
+        doc_stride=doc_stride,
+        max_question_tokens=max_question_tokens,
+    )
+
+
+def encode_pairs(
+    tokenizer,
+    questions: list[str],
+    passages: list[str],
+    *,
+    first_pair: int = 0,
+    max_seq_length: int,
+    doc_stride: int,
+    max_question_tokens: int = 64,
+) -> list[Window]:
+    """Encode question/passage pairs (``questions[i]`` with ``passages[i]``) into windows.
+
+    The one encoder of reader inputs, used both to read and to train (so a model trains on
+    exactly what it reads). Arguments as in :func:`encode_question`; the stride is lowered to fit
+    the longest question of the call.
+    """
     if not passages:
         return []
-    question = _truncate_question(tokenizer, question, max_question_tokens)
-    n_question = len(tokenizer(question, add_special_tokens=False)["input_ids"])
+    distinct = list(dict.fromkeys(questions))
+    cut = dict(zip(distinct, _truncate_questions(tokenizer, distinct, max_question_tokens)))
+    questions = [cut[q] for q in questions]
+    lengths = tokenizer([cut[q] for q in distinct], add_special_tokens=False)["input_ids"]
+    n_question = max(len(ids) for ids in lengths)
     room = max_seq_length - n_question - tokenizer.num_special_tokens_to_add(pair=True)
     if room < 2:
         raise OdqaError(
@@ -83,7 +114,7 @@ def encode_question(
             f"{n_question}-token question: use a larger value (384 is the usual one)"
         )
     enc = tokenizer(
-        [question] * len(passages),
+        questions,
         passages,
         truncation="only_second",
         max_length=max_seq_length,
@@ -139,9 +170,10 @@ def length_sorted_batches(
     return batches
 
 
-def pad_batch(windows: list[Window], pad_id: int) -> dict[str, np.ndarray]:
-    """Right-pad a batch of windows into ``input_ids``, ``attention_mask`` (and token types)."""
-    width = max(len(w) for w in windows)
+def pad_batch(windows: list[Window], pad_id: int, multiple: int = 1) -> dict[str, np.ndarray]:
+    """Right-pad a batch of windows into ``input_ids``, ``attention_mask`` (and token types),
+    to a width rounded up to ``multiple`` (few distinct shapes keep compiled kernels reused)."""
+    width = -(-max(len(w) for w in windows) // multiple) * multiple
     ids = np.full((len(windows), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(windows), width), dtype=np.int64)
     context = np.zeros((len(windows), width), dtype=bool)

@@ -1,0 +1,62 @@
+"""The folder a training command writes: a Hugging Face model folder plus
+``odqa_training.json``, written beside the target and swapped in only when complete."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from odqa.errors import OdqaError
+
+RECORD = "odqa_training.json"
+
+
+def check_output(out: Path, force: bool) -> None:
+    """Refuse an ``--out`` that would lose data: a file, a folder odqa did not write, or an
+    earlier odqa model without ``--force``."""
+    if out.is_file():
+        raise OdqaError(f"--out {out} is a file: give a folder for the model")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / RECORD).is_file():
+            raise OdqaError(
+                f"--out {out} exists and is not an odqa model folder (no {RECORD}): "
+                "choose a new folder"
+            )
+        if not force:
+            raise OdqaError(f"--out {out} already holds a trained model: add --force to replace it")
+
+
+def write_output(out: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_folder)`` and move the result to ``out`` (replacing an odqa model)."""
+    tmp = out.with_name(out.name + ".tmp-train")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    old = out.with_name(out.name + ".tmp-old")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a trained model depends on."""
+    import torch
+    import transformers
+
+    from odqa import __version__
+
+    return {"odqa": __version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version()}
+
+
+def write_record(folder: Path, record: dict[str, Any]) -> None:
+    """Write ``odqa_training.json`` (adds versions and the time of writing)."""
+    full = {**record, "versions": library_versions(),
+            "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    (folder / RECORD).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,128 @@
+"""``odqa train reader``: fine-tune an encoder for extractive QA, save it, optionally score it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odqa.errors import OdqaError
+from odqa.training.data import QAExample, file_sha256, load_qa_examples
+from odqa.training.loop import LoopConfig, train
+from odqa.training.output import RECORD, check_output, write_output, write_record
+from odqa.training.reader import ReaderTrainParams, ReaderTrainTask
+
+SAVE_MODES = ("full", "delta")
+
+
+def sample_examples(examples: list[QAExample], limit: int | None, seed: int) -> list[QAExample]:
+    """A seeded random ``limit`` of the examples (all when None), kept in file order."""
+    if limit is None or limit >= len(examples):
+        return examples
+    keep = np.sort(np.random.default_rng(seed).permutation(len(examples))[:limit])
+    return [examples[i] for i in keep]
+
+
+def train_reader(
+    train_files: list[Path],
+    out: Path,
+    params: ReaderTrainParams,
+    config: LoopConfig,
+    *,
+    max_examples: int | None = None,
+    drop_offset_sources: tuple[str, ...] = (),
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    time_limit: float | None = None,
+    stop_after_steps: int | None = None,
+    eval_file: Path | None = None,
+    eval_limit: int | None = None,
+    save: str = "full",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a reader into ``out``; return the training record (also in ``odqa_training.json``).
+
+    When the run stops early (time limit), nothing is written to ``out`` and the record says
+    ``"finished": false``; run again with ``resume=True``.
+    """
+    from transformers import AutoTokenizer
+
+    from odqa.models import load_pretrained, quiet_transformers
+
+    if save not in SAVE_MODES:
+        raise OdqaError(f"unknown --save '{save}': choose one of {', '.join(SAVE_MODES)}")
+    if save == "delta" and not params.freeze_embeddings:
+        raise OdqaError("--save delta needs --freeze-embeddings (the delta leaves them out)")
+    check_output(out, force)
+    checkpoint_dir = checkpoint_dir or out.with_name(out.name + ".train-state")
+    eval_examples = None
+    if eval_file is not None:
+        eval_examples, _ = load_qa_examples([eval_file])
+        eval_examples = eval_examples[:eval_limit] if eval_limit else eval_examples
+    examples, dropped = load_qa_examples(train_files, drop_offset_sources=drop_offset_sources)
+    examples = sample_examples(examples, max_examples, config.seed)
+    with quiet_transformers():
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, params.base, "base", "--base")
+    task = ReaderTrainTask(examples, params, tokenizer, progress=progress)
+    model, result = train(
+        task, config, checkpoint_dir, resume=resume, time_limit=time_limit,
+        stop_after_steps=stop_after_steps, progress=progress, description="train reader",
+    )
+    record: dict[str, Any] = {
+        "kind": "reader",
+        "finished": result.finished,
+        "data": [{"file": p.name, "sha256": file_sha256(p)} for p in train_files],
+        "examples": len(examples),
+        "dropped_offset_sources": {"sources": list(drop_offset_sources), "questions": dropped},
+        "windows": len(task.windows),
+        "answerable_windows": round(task.answerable_share(), 4),
+        "params": asdict(params),
+        "loop": asdict(config),
+        "max_examples": max_examples,
+        "save": save,
+        "steps": result.state.step,
+        "total_steps": result.total_steps,
+        "seconds": round(result.state.seconds, 1),
+        "device": result.device,
+        "precision": result.precision,
+        "final_loss": round(result.state.loss, 4),
+    }
+    if not result.finished:
+        return record
+
+    def write(folder: Path) -> None:
+        model.eval()
+        if save == "delta":
+            from odqa.delta import save_delta
+
+            save_delta(model.cpu(), params.base, folder)
+        else:
+            model.cpu().save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        write_record(folder, record)
+
+    write_output(out, write)
+    if eval_examples is not None:
+        record["eval"] = evaluate_model(out, eval_file, eval_examples, params, progress)
+        write_record(out, record)
+    return json.loads((out / RECORD).read_text(encoding="utf-8"))
+
+
+def evaluate_model(
+    model_dir: Path, eval_file: Path, examples: list[QAExample], params: ReaderTrainParams,
+    progress: bool,
+) -> dict[str, Any]:
+    """EM/F1 of the saved reader on the gold paragraphs of ``examples``."""
+    from odqa.evaluation.reading import evaluate_reading
+    from odqa.readers.extractive import ExtractiveReader, ReaderParams
+
+    reader = ExtractiveReader(
+        str(model_dir),
+        ReaderParams(max_seq_length=params.max_seq_length, doc_stride=params.doc_stride),
+    )
+    result = evaluate_reading(reader, examples, progress=progress)
+    return {"file": eval_file.name, "sha256": file_sha256(eval_file), **result.to_dict()}
