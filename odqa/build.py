@@ -2,15 +2,19 @@
 
 The build goes to a sibling ``<name>.tmp-build`` folder and is renamed into place only when
 complete, so a failed or interrupted build never leaves a half index nor touches an existing one.
-An interrupted dense build keeps its encoded chunks there for ``--resume``.
+An interrupted dense build keeps its encoded chunks there for ``--resume``. The whole build,
+rename included, holds an exclusive lock on ``<name>.lock`` (with the builder's pid), so two
+builds of one target never mix; ``--force`` replaces only a folder that is an odqa index.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -24,11 +28,22 @@ from odqa.corpus import CorpusOptions, CorpusStats, iter_passages
 from odqa.errors import OdqaError
 from odqa.retrieval.bm25_formulas import BM25Params
 from odqa.retrieval.sparse import SparseBuilder
-from odqa.store import FORMAT, FORMAT_VERSION, MANIFEST, PassageStore, PassageWriter
+from odqa.store import (
+    FORMAT,
+    FORMAT_VERSION,
+    INDEX_ENTRIES,
+    MANIFEST,
+    PassageStore,
+    PassageWriter,
+    is_odqa_index,
+)
 from odqa.text import Analyzer
 from odqa.types import Passage
 
-RETRIEVER_FAMILIES = ("bm25", "dense")
+RETRIEVER_FAMILIES = ("bm25", "dense", "phrase")
+BUILD_MARKER = ".odqa-build"
+"""File in a ``.tmp-build`` folder that says odqa made it (removed before the final rename)."""
+BUILD_ENTRIES = INDEX_ENTRIES | {"bm25-chunks", BUILD_MARKER}
 
 
 @dataclass(frozen=True)
@@ -40,6 +55,7 @@ class BuildOptions:
     bm25: BM25Params = field(default_factory=BM25Params)
     analyzer: Analyzer = field(default_factory=Analyzer)
     dense: Any = None
+    phrase: Any = None
 
     def __post_init__(self) -> None:
         unknown = [r for r in self.retrievers if r not in RETRIEVER_FAMILIES]
@@ -50,6 +66,8 @@ class BuildOptions:
             )
         if "dense" in self.retrievers and self.dense is None:
             raise OdqaError("a dense index needs encoder settings (DenseOptions)")
+        if "phrase" in self.retrievers and self.phrase is None:
+            raise OdqaError("a phrase index needs phrase settings (PhraseOptions)")
 
 
 def bm25_text(passage: Passage) -> str:
@@ -61,6 +79,125 @@ def bm25_text(passage: Passage) -> str:
 def temporary_path(out: Path) -> Path:
     """The sibling folder a build of ``out`` is written to before the final rename."""
     return out.with_name(out.name + ".tmp-build")
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file beside ``out`` that a build holds from start to final rename."""
+    return out.with_name(out.name + ".lock")
+
+
+def _read_pid(fd: int) -> int | None:
+    os.lseek(fd, 0, os.SEEK_SET)
+    text = os.read(fd, 64).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+class BuildLock:
+    """An exclusive ``fcntl`` lock on ``NAME.lock`` beside the target, holding the builder's pid.
+
+    The kernel drops the lock when its process dies, so a lock file left by a killed build is
+    stale: it is taken over, and :attr:`stale_pid` names the build that left it.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.path = lock_path(out)
+        self.stale_pid: int | None = None
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock at once, or raise :class:`OdqaError` naming the build that holds it."""
+        import fcntl
+
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                reason = exc.strerror
+                raise OdqaError(f"cannot create the lock file '{self.path}': {reason}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = _read_pid(fd)
+                os.close(fd)
+                raise OdqaError(
+                    f"another build of {self.out} is running (pid {pid if pid else 'unknown'}): "
+                    f"wait for it to finish (lock file {self.path})"
+                ) from None
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                break
+            os.close(fd)  # the previous holder removed the file as we opened it: try again
+        previous = _read_pid(fd)
+        if previous is not None and previous != os.getpid():
+            self.stale_pid = previous
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._fd = fd
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock."""
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> BuildLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _notice(message: str) -> None:
+    print(f"notice: {message}", file=sys.stderr)
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _odqa_build_folder(path: Path) -> bool:
+    """Whether ``path`` is a build folder odqa left (its marker, or only odqa's entries)."""
+    names = {p.name for p in path.iterdir()}
+    return BUILD_MARKER in names or names <= BUILD_ENTRIES
+
+
+def check_target(inputs: list[Path], out: Path, force: bool) -> None:
+    """Refuse a target that a build would damage, before any work.
+
+    Raises:
+        OdqaError: a corpus input inside ``out``; ``out`` a file; a folder that is not an odqa
+            index; an existing index without ``force``.
+    """
+    target = Path(os.path.abspath(out))
+    for source in inputs:
+        if _is_within(Path(os.path.abspath(source)).resolve(), target.resolve()):
+            raise OdqaError(
+                f"corpus input '{source}' lies inside --out '{out}': building there would replace "
+                "it; choose an --out outside the corpus"
+            )
+    if not (target.exists() or target.is_symlink()):
+        return
+    if not target.is_dir():
+        raise OdqaError(f"--out '{out}' is a file, not an index folder: choose another --out")
+    entries = sorted(p.name for p in target.iterdir())
+    if not entries:
+        return
+    if not is_odqa_index(target):
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise OdqaError(
+            f"'{out}' exists and is not an odqa index (it holds {shown}): --force replaces only "
+            "an odqa index; choose another --out"
+        )
+    if not force:
+        raise OdqaError(f"index '{out}' already exists: pass --force to replace it")
 
 
 def library_versions() -> dict[str, str]:
@@ -75,8 +212,11 @@ def library_versions() -> dict[str, str]:
 
 
 def _has_resumable_work(tmp: Path) -> bool:
-    chunks = tmp / "dense" / "chunks"
-    return chunks.is_dir() and any(chunks.iterdir())
+    for family in ("dense", "phrase"):
+        chunks = tmp / family / "chunks"
+        if chunks.is_dir() and any(chunks.iterdir()):
+            return True
+    return False
 
 
 def build_index(
@@ -87,29 +227,60 @@ def build_index(
     force: bool = False,
     resume: bool = False,
     progress: Progress | None = None,
+    notify: Callable[[str], None] = _notice,
 ) -> dict[str, Any]:
     """Build the index for ``inputs`` at ``out`` and return its manifest.
 
+    ``notify`` receives one-line notices (a stale lock or partial build taken over).
+
     Raises:
-        OdqaError: ``out`` exists without ``force``; bad input (file:line); encoder problems.
+        OdqaError: ``out`` is not a replaceable target (see :func:`check_target`), another
+            build of it is running, bad input (file:line), encoder problems.
     """
-    if out.exists() and not force:
-        raise OdqaError(f"index '{out}' already exists: pass --force to replace it")
-    tmp = temporary_path(out)
-    if tmp.exists() and not resume:
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    inputs = [Path(p) for p in inputs]
+    target = Path(os.path.abspath(out))
+    check_target(inputs, out, force)
     try:
-        manifest = _build_into(tmp, inputs, options, resume, progress)
-    except BaseException:
-        if not _has_resumable_work(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    manifest["build_seconds"] = round(time.perf_counter() - started, 3)
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    _replace(tmp, out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OdqaError(f"cannot create the folder of --out '{out}': {exc.strerror}") from None
+    with BuildLock(target) as lock:
+        if lock.stale_pid is not None:
+            notify(f"took over the lock of build pid {lock.stale_pid}, which is no longer running")
+        check_target(inputs, out, force)
+        tmp = _fresh_build_folder(target, resume, notify)
+        started = time.perf_counter()
+        try:
+            manifest = _build_into(tmp, inputs, options, resume, progress)
+        except BaseException:
+            if not _has_resumable_work(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        manifest["build_seconds"] = round(time.perf_counter() - started, 3)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        (tmp / BUILD_MARKER).unlink()
+        _replace(tmp, target)
     return manifest
+
+
+def _fresh_build_folder(target: Path, resume: bool, notify: Callable[[str], None]) -> Path:
+    """The ``.tmp-build`` folder, made afresh; one left by a killed build is reused for
+    ``--resume`` (when it holds encoded chunks) or removed, with a notice either way."""
+    tmp = temporary_path(target)
+    if tmp.exists():
+        if not tmp.is_dir() or not _odqa_build_folder(tmp):
+            raise OdqaError(f"'{tmp}' is in the way and was not made by odqa: move it elsewhere")
+        if resume and _has_resumable_work(tmp):
+            notify(f"resuming the interrupted build kept in {tmp}")
+        else:
+            notify(f"removing the partial build left in {tmp} by an interrupted run")
+            shutil.rmtree(tmp)
+    try:
+        tmp.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OdqaError(f"cannot create the build folder '{tmp}': {exc.strerror}") from None
+    (tmp / BUILD_MARKER).write_text(f"{os.getpid()}\n")
+    return tmp
 
 
 def _build_into(
@@ -167,6 +338,12 @@ def _build_into(
         manifest["dense"] = build_dense(
             dense_dir, PassageStore(tmp), options.dense, resume=resume, progress=progress
         )
+    if "phrase" in options.retrievers:
+        from odqa.phrase.index import build_phrase
+
+        manifest["phrase"] = build_phrase(
+            tmp / "phrase", PassageStore(tmp), options.phrase, resume=resume, progress=progress
+        )
     return manifest
 
 
@@ -178,15 +355,35 @@ def _show_reading(progress: Progress, task: Any, stats: CorpusStats) -> None:
 
 
 def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished build into place, replacing ``out`` only once the new one is whole."""
+    """Move the finished build into place, replacing ``out`` only once the new one is whole.
+
+    An empty ``out`` folder, or one holding the working directory (``--out .``), keeps its
+    place: the entries move instead of the folder.
+    """
     old = out.with_name(out.name + ".tmp-old")
     if old.exists():
+        if not is_odqa_index(old):
+            raise OdqaError(f"'{old}' is in the way and is not an odqa index: move it elsewhere")
         shutil.rmtree(old)
+    if out.is_dir() and (not any(out.iterdir()) or _is_within(Path.cwd(), out)):
+        _replace_entries(tmp, out, old)
+        return
     if out.exists():
         out.rename(old)
     tmp.rename(out)
     if old.exists():
         shutil.rmtree(old)
+
+
+def _replace_entries(tmp: Path, out: Path, old: Path) -> None:
+    """:func:`_replace` entry by entry, for a folder that must stay where it is."""
+    old.mkdir()
+    for entry in list(out.iterdir()):
+        entry.rename(old / entry.name)
+    for entry in list(tmp.iterdir()):
+        entry.rename(out / entry.name)
+    tmp.rmdir()
+    shutil.rmtree(old)
 
 
 def directory_size(path: Path) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -82,13 +84,39 @@ def open_binary(path: Path) -> BinaryIO:
     return raw
 
 
+BOM = b"\xef\xbb\xbf"
+READ_ERRORS = (OSError, EOFError, zlib.error)
+"""What reading a (possibly gzip-compressed) file can raise: I/O errors and damaged gzip data."""
+
+
+def read_failure(path: Path, exc: BaseException) -> InputError:
+    """The one-line error for a file that cannot be read (or decompressed)."""
+    if isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
+        reason = str(exc) or "truncated"
+        return InputError(path, None, f"cannot read file: damaged gzip data ({reason})")
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return InputError(path, None, f"cannot read file: {reason}")
+
+
+def read_bytes(path: Path) -> bytes:
+    """The whole (decompressed) content of ``path``, or an InputError."""
+    try:
+        with open_binary(path) as handle:
+            return handle.read()
+    except READ_ERRORS as exc:
+        raise read_failure(path, exc) from None
+
+
 def positioned_lines(path: Path) -> Iterator[tuple[int, str, int]]:
-    """Yield ``(line number, text, bytes of the file read so far)`` of a UTF-8 text file,
-    raising InputError on bad bytes. For gzip files the position counts compressed bytes."""
-    with open_binary(path) as handle:
-        tell = (getattr(handle, "fileobj", None) or handle).tell
-        try:
+    """Yield ``(line number, text, bytes of the file read so far)`` of a UTF-8 text file (a
+    leading byte-order mark is dropped), raising InputError on bad bytes or a damaged file.
+    For gzip files the position counts compressed bytes."""
+    try:
+        with open_binary(path) as handle:
+            tell = (getattr(handle, "fileobj", None) or handle).tell
             for number, raw in enumerate(handle, 1):
+                if number == 1 and raw.startswith(BOM):
+                    raw = raw[len(BOM) :]
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -96,8 +124,8 @@ def positioned_lines(path: Path) -> Iterator[tuple[int, str, int]]:
                         path, number, f"invalid UTF-8 at byte {exc.start}: re-encode the file"
                     ) from None
                 yield number, text, tell()
-        except (OSError, EOFError) as exc:
-            raise InputError(path, None, f"cannot read file: {exc}") from None
+    except READ_ERRORS as exc:
+        raise read_failure(path, exc) from None
 
 
 def decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -134,8 +162,11 @@ def detect_format(path: Path) -> CorpusFormat:
     if name.endswith((".tsv", ".tab")):
         return CorpusFormat.tsv
     if name.endswith(".json"):
-        with open_binary(path) as handle:
-            head = handle.read(4096).lstrip()
+        try:
+            with open_binary(path) as handle:
+                head = handle.read(4096).removeprefix(BOM).lstrip()
+        except READ_ERRORS as exc:
+            raise read_failure(path, exc) from None
         if head.startswith(b"{") and b'"data"' in head:
             return CorpusFormat.squad
         return CorpusFormat.jsonl
@@ -146,6 +177,17 @@ def detect_format(path: Path) -> CorpusFormat:
         None,
         "cannot tell the corpus format from the name: pass --format "
         + "|".join(f.value for f in CorpusFormat if f is not CorpusFormat.auto),
+    )
+
+
+def _label_field(value: object, field: str, path: Path, line: int | None) -> str:
+    """An id or title as text: strings as they are, integers written out; nothing else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise InputError(
+        path, line, f"field '{field}' must be a string or an integer, got {type(value).__name__}"
     )
 
 
@@ -173,13 +215,14 @@ def read_jsonl(path: Path, options: CorpusOptions) -> Iterator[Document]:
             ) from None
         if not isinstance(record, dict):
             raise InputError(path, line, "each line must be a JSON object")
-        doc_id = record.get(options.id_field, record.get("_id"))
+        id_field = options.id_field if options.id_field in record else "_id"
+        doc_id = record.get(id_field)
         if doc_id is None or doc_id == "":
             raise InputError(path, line, f"missing id field '{options.id_field}' (set --id-field)")
-        title = record.get(options.title_field) or ""
+        title = record.get(options.title_field)
         yield Document(
-            str(doc_id),
-            str(title),
+            _label_field(doc_id, id_field, path, line),
+            "" if title is None else _label_field(title, options.title_field, path, line),
             _text_field(record, options.text_field, path, line),
             str(path),
             line,
@@ -225,8 +268,7 @@ def read_tsv(path: Path, options: CorpusOptions) -> Iterator[Document]:
 
 def read_squad(path: Path, options: CorpusOptions) -> Iterator[Document]:
     """SQuAD JSON: one document per paragraph, id ``title#n``."""
-    with open_binary(path) as handle:
-        raw = handle.read()
+    raw = read_bytes(path).removeprefix(BOM)
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -238,7 +280,9 @@ def read_squad(path: Path, options: CorpusOptions) -> Iterator[Document]:
     if not isinstance(articles, list):
         raise InputError(path, None, "not a SQuAD file: no top-level 'data' list")
     for article in articles:
-        title = str(article.get("title", ""))
+        if not isinstance(article, dict):
+            raise InputError(path, None, "every entry of 'data' must be an object")
+        title = _label_field(article.get("title", ""), "title", path, None)
         for n, paragraph in enumerate(article.get("paragraphs", [])):
             context = paragraph.get("context")
             if not isinstance(context, str):
@@ -275,9 +319,13 @@ def read_txt_file(path: Path, options: CorpusOptions) -> Iterator[Document]:
 
 def read_beir(path: Path, options: CorpusOptions) -> Iterator[Document]:
     """A BEIR folder's ``corpus.jsonl`` (``_id``, ``title``, ``text``)."""
+    if not path.is_dir():
+        raise InputError(path, None, "--format beir expects a BEIR folder, not a file")
     corpus = path / "corpus.jsonl"
     if not corpus.exists():
         corpus = path / "corpus.jsonl.gz"
+    if not corpus.is_file():
+        raise InputError(path, None, "not a BEIR folder: it has no corpus.jsonl(.gz)")
     beir_options = CorpusOptions(format="jsonl", id_field="_id")
     yield from read_jsonl(corpus, beir_options)
 
@@ -327,21 +375,38 @@ class CorpusStats:
     empty_skipped: int = 0
     bytes_read: int = 0
     bytes_total: int = 0
+    whitespace_id: str | None = None
+    """The first passage id holding whitespace (such ids cannot go into a TREC run)."""
 
-    def to_dict(self) -> dict[str, int]:
-        """JSON-ready counts."""
-        return {
+    def to_dict(self) -> dict[str, int | str]:
+        """JSON-ready counts (and ``whitespace_id`` when there is one)."""
+        counts: dict[str, int | str] = {
             "documents": self.documents,
             "passages": self.passages,
             "empty_skipped": self.empty_skipped,
         }
+        if self.whitespace_id is not None:
+            counts["whitespace_id"] = self.whitespace_id
+        return counts
+
+
+_WHITESPACE = re.compile(r"\s")
+
+
+def _window_number(suffix: str) -> int | None:
+    """``k`` when ``suffix`` is exactly how :func:`split_document` writes window ``k``."""
+    if suffix.isascii() and suffix.isdigit() and str(int(suffix)) == suffix:
+        return int(suffix)
+    return None
 
 
 class DuplicateIdGuard:
-    """Detects a repeated document id while streaming, keeping only integer hashes in memory.
+    """Detects a repeated document id, or a passage id used twice (a document ``a#0`` beside
+    window 0 of a split document ``a``), while streaming, keeping only integer hashes of the
+    document ids in memory.
 
-    On a hash hit the inputs are read again up to the current document to confirm the duplicate
-    and name where the id was first seen (a rare path: it ends the build).
+    On a hash hit the inputs are read again up to the current document to confirm the clash
+    and name where the other id was seen (a rare path: it ends the build).
     """
 
     def __init__(self, inputs: list[Path], options: CorpusOptions) -> None:
@@ -362,6 +427,44 @@ class DuplicateIdGuard:
                 )
         self._hashes.add(key)
         self._ordinal += 1
+
+    def check_passages(self, doc: Document, passage_ids: list[str]) -> None:
+        """Raise InputError if a passage id of ``doc`` is a passage id of an earlier document."""
+        if passage_ids == [doc.id]:
+            prefix, sep, suffix = doc.id.rpartition("#")
+            window = _window_number(suffix) if sep else None
+            if window is None or hash(prefix) not in self._hashes:
+                return
+            earlier = self._first_occurrence(prefix)
+            ids = self._passage_ids(earlier) if earlier is not None else []
+            if len(ids) > 1 and window < len(ids):
+                raise InputError(
+                    doc.source, doc.line,
+                    f"document id '{doc.id}' is also the id of passage {window} of document "
+                    f"'{prefix}' (at {self._where(earlier)}): rename one of them; split "
+                    f"documents' passages are named docid#0..#{len(ids) - 1}",
+                )  # fmt: skip
+            return
+        for pid in passage_ids:
+            if hash(pid) not in self._hashes:
+                continue
+            earlier = self._first_occurrence(pid)
+            if earlier is not None and self._passage_ids(earlier) == [pid]:
+                raise InputError(
+                    doc.source, doc.line,
+                    f"passage id '{pid}' of split document '{doc.id}' is also the id of the "
+                    f"document at {self._where(earlier)}: rename one of them",
+                )  # fmt: skip
+
+    def _passage_ids(self, doc: Document) -> list[str]:
+        if not doc.text.strip():
+            return []
+        options = self._options
+        return [p.id for p in split_document(doc, options.passage_words, options.stride)]
+
+    @staticmethod
+    def _where(doc: Document) -> str:
+        return f"{doc.source}:{doc.line}" if doc.line else doc.source
 
     def _first_occurrence(self, doc_id: str) -> Document | None:
         seen = 0
@@ -393,7 +496,11 @@ def iter_passages(
             if not doc.text.strip():
                 stats.empty_skipped += 1
                 continue
-            for passage in split_document(doc, options.passage_words, options.stride):
+            passages = list(split_document(doc, options.passage_words, options.stride))
+            guard.check_passages(doc, [p.id for p in passages])
+            if stats.whitespace_id is None and _WHITESPACE.search(doc.id):
+                stats.whitespace_id = passages[0].id
+            for passage in passages:
                 stats.passages += 1
                 yield passage
         done += size

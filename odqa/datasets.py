@@ -75,7 +75,7 @@ def detect_format(path: Path) -> str:
         raise InputError(path, None, "no such file or folder")
     if path.suffix.lower() == ".json":
         return "squad"
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         first = next((line for line in handle if line.strip()), None)
     if first is None:
         raise InputError(path, None, "the dataset file is empty")
@@ -144,7 +144,7 @@ def _first_key(record: dict, keys: tuple[str, ...]) -> Any:
 
 def _read_json_lines(path: Path):
     """Yield (line number, object) for each non-blank JSON line."""
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -175,7 +175,7 @@ def _read_jsonl(path: Path) -> list[EvalQuestion]:
 
 def _read_squad(path: Path) -> list[EvalQuestion]:
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:
             data = json.load(handle)
     except json.JSONDecodeError as exc:
         raise InputError(path, exc.lineno, f"invalid JSON ({exc.msg})") from None
@@ -209,7 +209,7 @@ def _items(parent: Any, key: str, path: Path, where: str) -> list:
 
 def _tsv_rows(path: Path):
     """Yield (line number, fields) from a tab-separated file with CSV quoting, LF or CRLF."""
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t")
         try:
             for row in reader:
@@ -241,7 +241,7 @@ def _read_dpr_tsv(path: Path) -> list[EvalQuestion]:
 
 def _read_trec_tsv(path: Path) -> list[EvalQuestion]:
     questions = []
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         for number, line in enumerate(handle, start=1):
             line = line.rstrip("\r\n")
             if not line.strip():
@@ -355,7 +355,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "no such predictions file")
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")
     try:
         whole = json.loads(text)
     except json.JSONDecodeError:

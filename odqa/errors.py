@@ -34,10 +34,15 @@ class MissingDependencyError(OdqaError):
     """An optional dependency is not installed; the message names the pip command."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: raised from the signal handler so that clean-up runs as for Ctrl-C."""
+
+
 __all__ = [
     "IndexLoadError",
     "InputError",
     "MissingDependencyError",
     "ModelNotAvailableError",
     "OdqaError",
+    "Terminated",
 ]

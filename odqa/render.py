@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 
+from odqa.errors import OdqaError
 from odqa.types import Hit, Query
+
+_WHITESPACE = re.compile(r"\s")
 
 
 def snippet(text: str, width: int = 120) -> str:
@@ -54,8 +58,28 @@ def jsonl_lines(queries: list[Query], results: list[list[Hit]]) -> Iterable[str]
         yield json.dumps(record, ensure_ascii=False)
 
 
+def check_trec_id(value: str, what: str) -> None:
+    """Raise :class:`OdqaError` when ``value`` cannot be a TREC run field (it holds whitespace).
+
+    ``what`` names the field in the message, e.g. ``"query id"``.
+    """
+    if not value or _WHITESPACE.search(value):
+        raise OdqaError(
+            f"{what} {value!r} contains whitespace, which TREC runs cannot carry (a run line is "
+            "split on spaces): use --format jsonl, or ids without spaces"
+        )
+
+
 def trec_lines(queries: list[Query], results: list[list[Hit]], tag: str = "odqa") -> Iterable[str]:
-    """TREC run lines: ``qid Q0 docid rank score tag``."""
+    """TREC run lines: ``qid Q0 docid rank score tag``.
+
+    Raises:
+        OdqaError: a query or passage id holds whitespace (the line would not parse).
+    """
+    for query in queries:
+        check_trec_id(query.id, "query id")
     for query, hits in zip(queries, results):
+        for hit in hits:
+            check_trec_id(hit.id, "passage id")
         for hit in hits:
             yield f"{query.id} Q0 {hit.id} {hit.rank} {hit.score:.6f} {tag}"

@@ -29,7 +29,24 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PASSAGES = "passages.jsonl"
 OFFSETS = "passages.offsets.npy"
-RETRIEVER_NAMES = ("bm25", "dense", "hybrid")
+RETRIEVER_NAMES = ("bm25", "dense", "hybrid", "phrase")
+KINDS = ("bm25", "dense", "phrase")
+INDEX_ENTRIES = frozenset({MANIFEST, PASSAGES, OFFSETS, *KINDS})
+"""The top-level entries odqa writes into an index folder."""
+BM25_FILES = ("data.npy", "indices.npy", "indptr.npy", "term_base.npy", "doc_lengths.npy")
+BM25_VOCAB = "vocab.json"
+
+# Required manifest fields and their types, per section ("" is the top level). An index whose
+# manifest breaks this schema is refused on load with the field named.
+MANIFEST_SCHEMA: dict[str, dict[str, type]] = {
+    "": {"format": str, "format_version": int, "kinds": list, "corpus": dict},
+    "corpus": {"documents": int, "passages": int},
+    "bm25": {"params": dict, "analyzer": dict, "vocabulary_size": int, "nonzeros": int},
+    "dense": {"format": int, "encoder": dict, "count": int, "dimension": int, "faiss": dict},
+    "dense.faiss": {"kind": str, "file": str},
+    "phrase": {"format": str, "encoder": str, "tokens": int, "dimension": int},
+}
+_TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
 
 
 class PassageWriter:
@@ -61,12 +78,33 @@ class PassageWriter:
         return len(self._offsets) - 1
 
 
+def load_offsets(folder: Path) -> np.ndarray:
+    """The memory-mapped passage offsets of the index at ``folder``, checked for shape and type.
+
+    Raises:
+        IndexLoadError: the file is missing, truncated or not a 1-D integer array from 0.
+    """
+    path = folder / OFFSETS
+    try:
+        offsets = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise IndexLoadError(
+            f"{path}: unreadable ({exc}); the index is damaged, rebuild it with --force"
+        ) from None
+    if offsets.ndim != 1 or len(offsets) == 0 or offsets.dtype.kind not in "iu" or offsets[0]:
+        raise IndexLoadError(
+            f"{path}: expected a 1-D integer array starting at 0, found shape {offsets.shape} "
+            f"of {offsets.dtype}; the index is damaged, rebuild it with --force"
+        )
+    return offsets
+
+
 class PassageStore:
     """Random access to the passages of an index without loading them all."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.offsets = np.load(folder / OFFSETS, mmap_mode="r")
+        self.offsets = load_offsets(folder)
         path = folder / PASSAGES
         size = path.stat().st_size
         if int(self.offsets[-1]) != size:
@@ -130,6 +168,83 @@ def resolve_index(index: Path | None) -> Path:
     raise OdqaError(f"several indexes under '{root}/' ({names}): choose one with --index DIR")
 
 
+def is_odqa_index(path: Path) -> bool:
+    """Whether the folder ``path`` is an odqa index that ``--force`` may replace: its manifest
+    names the odqa format, or (a damaged index) it holds a manifest and only odqa's entries."""
+    if not path.is_dir():
+        return False
+    names = {p.name for p in path.iterdir()}
+    if MANIFEST in names and names <= INDEX_ENTRIES:
+        return True
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
+def _type_problem(value: Any, expected: type) -> str | None:
+    if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+        return None
+    return f"must be {_TYPE_NAMES[expected]}, got {json.dumps(value)[:40]}"
+
+
+def validate_manifest(manifest: Any, where: Path) -> None:
+    """Check a parsed manifest against this odqa's format version and :data:`MANIFEST_SCHEMA`.
+
+    Raises:
+        IndexLoadError: naming the first field that is missing or of the wrong type.
+    """
+    rebuild = "rebuild the index with this odqa (`odqa index ... --force`)"
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexLoadError(f"{where}: not an odqa index manifest; {rebuild}")
+    version = manifest.get("format_version")
+    problem = _type_problem(version, int)
+    if problem:
+        raise IndexLoadError(f"{where}: 'format_version' {problem}; {rebuild}")
+    if version != FORMAT_VERSION:
+        raise IndexLoadError(
+            f"{where.parent}: index format version {version}, this odqa reads version "
+            f"{FORMAT_VERSION}; {rebuild}"
+        )
+    _check_fields(manifest, "", where, rebuild)
+    kinds = manifest["kinds"]
+    if not kinds or any(k not in KINDS for k in kinds):
+        raise IndexLoadError(
+            f"{where}: 'kinds' must list some of {', '.join(KINDS)}, got {json.dumps(kinds)}; "
+            f"{rebuild}"
+        )
+    for section in ("corpus", *kinds, *(["dense.faiss"] if "dense" in kinds else [])):
+        data: Any = manifest
+        for part in section.split("."):
+            data = data.get(part) if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            raise IndexLoadError(f"{where}: section '{section}' is missing; {rebuild}")
+        _check_fields(data, section, where, rebuild)
+
+
+def _check_fields(data: dict[str, Any], section: str, where: Path, rebuild: str) -> None:
+    for key, expected in MANIFEST_SCHEMA[section].items():
+        name = f"{section}.{key}" if section else key
+        if key not in data:
+            raise IndexLoadError(f"{where}: '{name}' is missing; {rebuild}")
+        problem = _type_problem(data[key], expected)
+        if problem:
+            raise IndexLoadError(f"{where}: '{name}' {problem}; {rebuild}")
+
+
+def index_files(manifest: dict[str, Any]) -> list[str]:
+    """Paths (relative to the index folder) of every file the manifest says the index has."""
+    files = [PASSAGES, OFFSETS]
+    if "bm25" in manifest["kinds"]:
+        files += [f"bm25/{name}" for name in (*BM25_FILES, BM25_VOCAB)]
+    if "dense" in manifest["kinds"]:
+        files.append(f"dense/{manifest['dense']['faiss']['file']}")
+    if "phrase" in manifest["kinds"]:
+        files += [f"phrase/{name}" for name in ("tokens.npy", "flags.npy", "start.npy")]
+    return files
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
     """Read and validate ``manifest.json`` of the index at ``path``."""
     if not path.is_dir():
@@ -147,16 +262,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise IndexLoadError(
             f"{manifest_path}: unreadable manifest ({exc}); rebuild the index"
         ) from None
-    if manifest.get("format") != FORMAT:
-        raise IndexLoadError(f"{manifest_path}: not an odqa index manifest")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise IndexLoadError(
-            f"{path}: index format version {version}, this odqa reads version {FORMAT_VERSION}; "
-            "rebuild the index with this odqa (`odqa index ... --force`)"
-        )
-    for name in (PASSAGES, OFFSETS, *(f"{kind}" for kind in manifest.get("kinds", []))):
-        if not (path / name).exists():
+    validate_manifest(manifest, manifest_path)
+    for name in index_files(manifest):
+        if not (path / name).is_file():
             raise IndexLoadError(f"{path}: '{name}' is missing; rebuild the index with --force")
     return manifest
 
@@ -195,7 +303,7 @@ class Index:
 
     def retrievers(self) -> list[str]:
         """Retriever names usable with this index."""
-        names = [k for k in self.kinds if k in ("bm25", "dense")]
+        names = [k for k in self.kinds if k in ("bm25", "dense", "phrase")]
         if "bm25" in names and "dense" in names:
             names.append("hybrid")
         return names
@@ -208,6 +316,10 @@ class Index:
         return self._retrievers[key]
 
     def _open_retriever(self, name: str, options: dict[str, Any]) -> Any:
+        if name not in RETRIEVER_NAMES:
+            raise OdqaError(
+                f"unknown retriever '{name}': choose one of {', '.join(RETRIEVER_NAMES)}"
+            )
         available = self.retrievers()
         if name not in available:
             raise OdqaError(
@@ -216,11 +328,15 @@ class Index:
                 f"with `odqa index ... --retrievers {name if name != 'hybrid' else 'bm25,dense'}`"
             )
         if name == "bm25":
-            from odqa.retrieval.sparse import BM25Retriever
-
             if options:
                 raise OdqaError(f"bm25 takes no search options, got {', '.join(options)}")
-            return BM25Retriever(self.path / "bm25", self.manifest["bm25"], len(self.passages))
+            return self._open_bm25()
+        if name == "phrase":
+            from odqa.phrase.search import PhraseRetriever
+
+            return PhraseRetriever(
+                self.path / "phrase", self.manifest["phrase"], len(self.passages), **options
+            )
         if name == "dense":
             from odqa.retrieval.dense import DenseRetriever
 
@@ -233,6 +349,27 @@ class Index:
         return HybridRetriever(
             self.retriever("bm25"), self.retriever("dense", **dense_options), **fusion_options
         )
+
+    def _open_bm25(self) -> Any:
+        """The BM25 retriever with its vocabulary loaded and checked against the manifest."""
+        from odqa.retrieval.sparse import BM25Retriever
+
+        folder, section = self.path / "bm25", self.manifest["bm25"]
+        try:
+            retriever = BM25Retriever(folder, section, len(self.passages))
+            vocab = retriever.vocab
+        except (TypeError, ValueError, OSError) as exc:
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise IndexLoadError(
+                f"{folder}: unreadable BM25 files ({reason}); rebuild the index with --force"
+            ) from None
+        expected = section["vocabulary_size"]
+        if len(vocab) != expected or not all(isinstance(term, str) for term in vocab):
+            raise IndexLoadError(
+                f"{folder / BM25_VOCAB}: expected a list of {expected} terms, found {len(vocab)} "
+                "entries; rebuild the index with --force"
+            )
+        return retriever
 
     def to_hits(self, ranked: list[RankedIds]) -> list[list[Hit]]:
         """Turn per-query (indices, scores) into :class:`Hit` lists with passage text."""

@@ -94,7 +94,12 @@ def test_questions_from_stdin(built, reader):
     ]
 
 
-def test_default_reader_falls_back_to_sentences(built):
+def test_default_reader_falls_back_to_sentences(built, monkeypatch):
+    from odqa.answering import open_book
+
+    unavailable = "distilbert/distilbert-base-cased-distilled-squad"
+    monkeypatch.setattr(open_book, "DEFAULT_READER", unavailable)
+    monkeypatch.setattr(open_book, "_NOTICES_GIVEN", set())
     result = ask(QUESTION, "--index", built, "--format", "jsonl", "--top", "2")
     assert result.exit_code == 0, result.output
     assert result.stderr.count("notice:") == 1 and "--reader PATH" in result.stderr

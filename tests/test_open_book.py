@@ -37,6 +37,15 @@ def fresh_fallback_notice(monkeypatch):
     monkeypatch.setattr(open_book, "_NOTICES_GIVEN", set())
 
 
+UNAVAILABLE_READER = "distilbert/distilbert-base-cased-distilled-squad"
+
+
+@pytest.fixture
+def unavailable_default_reader(monkeypatch):
+    """A default reader that cannot be loaded offline (a hub id absent from the cache)."""
+    monkeypatch.setattr(open_book, "DEFAULT_READER", UNAVAILABLE_READER)
+
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -114,6 +123,7 @@ def test_combined_score_changes_only_scores_by_the_retriever_bonus(index, reader
         assert a.score == pytest.approx(expected, abs=1e-4)
 
 
+@pytest.mark.usefixtures("unavailable_default_reader")
 def test_default_reader_missing_falls_back_to_sentences_with_one_notice(index, capsys):
     results = answer_open_book(index, QUESTIONS, passages=5, top=2)
     err = capsys.readouterr().err
@@ -226,6 +236,7 @@ def test_dense_encoder_is_used_for_sentences_when_the_index_has_one():
     assert answers[0].score == pytest.approx((2 / np.sqrt(2) / np.sqrt(3)) / 0.05)
 
 
+@pytest.mark.usefixtures("unavailable_default_reader")
 def test_sentence_fallback_uses_the_index_dense_encoder(tmp_path, capsys):
     from odqa.retrieval.dense_options import DenseOptions
 
@@ -252,6 +263,7 @@ def test_bm25_is_used_without_a_dense_encoder(index):
     assert scores[0] > 0 == scores[1]
 
 
+@pytest.mark.usefixtures("unavailable_default_reader")
 def test_sentence_fallback_on_empty_hits(index):
     assert rank_sentences("anything", [], sentence_scorer(index)) == []
 

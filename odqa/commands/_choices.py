@@ -61,11 +61,14 @@ class Fusion(str, Enum):
 
 class AskMode(str, Enum):
     open_book = "open-book"
+    phrase = "phrase"
     closed_book = "closed-book"
 
 
 class EvalMode(str, Enum):
     retrieval = "retrieval"
+    reading = "reading"
+    phrase = "phrase"
     open_book = "open-book"
     closed_book = "closed-book"
 
@@ -100,3 +103,9 @@ class ReportFormat(str, Enum):
 
     table = "table"
     json = "json"
+
+
+class PhraseIndexKind(str, Enum):
+    flat = "flat"
+    sq8 = "sq8"
+    ivfpq = "ivfpq"

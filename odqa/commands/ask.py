@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -16,10 +17,24 @@ from odqa.commands._choices import (
     ReaderKind,
     ScoreMode,
 )
-from odqa.commands._common import fail_on_error, gather_queries, output_stream, resolve_index
+from odqa.commands._common import (
+    check_retrievers,
+    fail_on_error,
+    gather_queries,
+    in_chunks,
+    output_stream,
+    prepare_output,
+    reject_unused,
+    resolve_index,
+    work_progress,
+)
+
+ASK_BATCH = 16
+"""Questions answered and written at a time: answers stream out while a long file runs."""
 
 
 def ask_command(
+    ctx: typer.Context,
     question: Annotated[
         str | None, typer.Argument(help="The question (or use --questions).")
     ] = None,
@@ -79,12 +94,15 @@ def ask_command(
     from odqa.render_answers import write_answers
 
     with fail_on_error():
-        batch = gather_queries(question, questions)
+        reject_unused(ctx, unused_options(mode, reader_kind, score))
+        check_retrievers([retriever])
+        prepare_output(output, "--output")
+        batch = gather_queries(question, questions, "--questions")
         if mode is AskMode.closed_book:
             from odqa.answering.closed_book import answer_closed_book
 
-            results = answer_closed_book(
-                batch,
+            answer = partial(
+                answer_closed_book,
                 model=reader,
                 top=top,
                 num_beams=num_beams,
@@ -93,13 +111,24 @@ def ask_command(
                 batch_size=batch_size,
                 device=device.value,
             )
+        elif mode is AskMode.phrase:
+            from odqa import load_index
+            from odqa.phrase.answer import answer_phrase
+
+            answer = partial(
+                answer_phrase,
+                load_index(resolve_index(index)),
+                top=top,
+                max_answer_length=max_answer_length,
+                device=device.value,
+            )
         elif reader_kind is ReaderKind.generative:
             from odqa import load_index
             from odqa.answering.open_book_generative import answer_open_book_generative
 
-            results = answer_open_book_generative(
+            answer = partial(
+                answer_open_book_generative,
                 load_index(resolve_index(index)),
-                batch,
                 retriever=retriever,
                 passages=passages,
                 top=top,
@@ -113,10 +142,9 @@ def ask_command(
             from odqa import load_index
             from odqa.answering.open_book import answer_open_book
 
-            opened = load_index(resolve_index(index))
-            results = answer_open_book(
-                opened,
-                batch,
+            answer = partial(
+                answer_open_book,
+                load_index(resolve_index(index)),
                 retriever=retriever,
                 passages=passages,
                 top=top,
@@ -132,5 +160,47 @@ def ask_command(
                 backend=backend.value,
                 precision=precision.value,
             )
-        with output_stream(output) as out:
-            write_answers(results, fmt.value, out)
+        with (
+            output_stream(output) as out,
+            work_progress(len(batch), "questions", ASK_BATCH) as advance,
+        ):
+            for part in in_chunks(batch, ASK_BATCH):
+                write_answers(answer(list(part)), fmt.value, out)
+                out.flush()
+                advance(len(part))
+
+
+def unused_options(
+    mode: AskMode, reader_kind: ReaderKind, score: ScoreMode
+) -> dict[str, str | None]:
+    """Why each option does nothing in this mode (None: it applies)."""
+    closed = mode is AskMode.closed_book
+    phrase = "--mode phrase answers from the phrase index, with no reader" if (
+        mode is AskMode.phrase) else None
+    generative = reader_kind is ReaderKind.generative
+    no_passages = "--mode closed-book reads no passages" if closed else None
+    extractive = no_passages or phrase or (
+        "--reader-kind generative does not use it" if generative else None)
+    generation = None if closed or (generative and not phrase) else (
+        "only generation (--mode closed-book or --reader-kind generative) uses it"
+    )
+    combined = None if score is ScoreMode.combined else "only --score combined uses it"
+    return {
+        "index": no_passages,
+        "retriever": no_passages or phrase,
+        "passages": no_passages or phrase,
+        "reader": phrase,
+        "reader_kind": no_passages or phrase,
+        "batch_size": phrase,
+        "max_seq_length": extractive,
+        "doc_stride": extractive,
+        "max_answer_length": no_passages or (None if phrase else extractive),
+        "score": extractive,
+        "retriever_weight": extractive or combined,
+        "no_answer_threshold": extractive,
+        "backend": extractive,
+        "precision": extractive,
+        "num_beams": generation,
+        "max_new_tokens": generation,
+        "prefix": None if closed else "only --mode closed-book uses it",
+    }

@@ -9,8 +9,14 @@ from typing import Annotated
 
 import typer
 
-from odqa.commands._choices import EvalMode, ReportFormat
-from odqa.commands._common import err_console, fail_on_error, output_stream
+from odqa.commands._choices import Backend, Device, EvalMode, Precision, ReportFormat
+from odqa.commands._common import (
+    check_retrievers,
+    err_console,
+    fail_on_error,
+    output_stream,
+    prepare_output,
+)
 
 SHOWN_FAILURES = 5
 
@@ -40,6 +46,13 @@ def report_failures(results: list) -> None:
             err_console.print(f"warning: {r.name}: question {qid} failed: {error}", markup=False)
         if len(r.failures) > SHOWN_FAILURES:
             err_console.print(f"warning: {r.name}: {len(r.failures)} questions failed in all")
+
+
+def reader_options(mode: str, device: Device, backend: Backend, precision: Precision) -> dict:
+    """Extractive-reader runtime options for the modes that read passages."""
+    if mode not in ("reading", "open-book"):
+        return {}
+    return {"device": device.value, "backend": backend.value, "precision": precision.value}
 
 
 def eval_command(
@@ -103,6 +116,15 @@ def eval_command(
         ),
     ] = 100,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    device: Annotated[Device, typer.Option(help="Reader device: auto, cpu or cuda.")] = (
+        Device.auto
+    ),
+    backend: Annotated[
+        Backend, typer.Option(help="Extractive reader runtime: torch, onnx or int8 (CPU).")
+    ] = Backend.torch,
+    precision: Annotated[
+        Precision, typer.Option(help="Extractive reader precision (torch): auto, fp32, fp16, bf16.")
+    ] = Precision.auto,
 ) -> None:
     """Evaluate retrieval or question answering on a dataset, or score a predictions file."""
     from odqa.evaluation import run_evaluation
@@ -117,6 +139,9 @@ def eval_command(
         mode_name = "predictions" if predictions is not None else (mode or EvalMode.retrieval).value
         if plot is not None and mode_name != "retrieval":
             raise typer.BadParameter("--plot draws retrieval curves: use it with --mode retrieval")
+        check_retrievers(names)
+        prepare_output(plot, "--plot")
+        prepare_output(predictions_out, "--predictions-out")
         run = run_evaluation(
             dataset,
             mode_name,
@@ -132,6 +157,7 @@ def eval_command(
             latency_sample=latency_sample,
             curves=plot is not None,
             progress=not quiet,
+            reader_options=reader_options(mode_name, device, backend, precision),
         )
         report_failures(run.results)
         if predictions_out is not None:

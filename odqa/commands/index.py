@@ -13,13 +13,23 @@ from odqa.commands._choices import (
     BM25Variant,
     Device,
     FaissKind,
+    PhraseIndexKind,
     Pooling,
     Stemmer,
     Stopwords,
 )
-from odqa.commands._common import default_index_root, err_console, fail_on_error
+from odqa.commands._common import (
+    default_index_root,
+    err_console,
+    fail_on_error,
+    reject_unused,
+)
 from odqa.corpus import CorpusFormat
 from odqa.models import DEFAULT_DENSE_ENCODER
+from odqa.retrieval.bm25_formulas import DEFAULT_DELTA
+
+RESUME_CHUNK = 1024
+"""Passages per saved dense chunk: an interrupted build keeps all chunks finished before."""
 
 
 def default_name(inputs: list[Path]) -> str:
@@ -30,7 +40,61 @@ def default_name(inputs: list[Path]) -> str:
     return name or "index"
 
 
+def check_name(name: str) -> None:
+    """Exit 2 unless ``name`` is a plain folder name (no path: it goes under the index root)."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or name != name.strip():
+        raise typer.BadParameter(
+            f"'{name}' is not a plain name: --name NAME builds the index folder NAME under "
+            "the index root; use --out PATH for a path",
+            param_hint="'--name'",
+        )
+
+
+BM25_OPTIONS = ("bm25", "k1", "b", "delta", "epsilon", "stopwords", "stemmer")
+DENSE_OPTIONS = (
+    "encoder", "query_encoder", "pooling", "normalize", "query_prefix", "passage_prefix",
+    "max_length", "backend", "faiss",
+)  # fmt: skip
+ENCODING_OPTIONS = ("batch_size", "device", "resume_chunk")
+PHRASE_OPTIONS = ("phrase_encoder", "phrase_index", "phrase_filter_threshold")
+FAISS_OPTIONS = {
+    "hnsw_m": "hnsw", "ef_construction": "hnsw", "nlist": "ivfpq", "pq_m": "ivfpq",
+    "pq_nbits": "ivfpq",
+}  # fmt: skip
+
+
+def unused_options(
+    families: tuple[str, ...], passage_words: int, faiss: FaissKind, bm25: BM25Variant
+) -> dict[str, str | None]:
+    """Why each build option does nothing with these choices (None: it applies)."""
+    no_bm25 = None if "bm25" in families else "only a BM25 index (--retrievers bm25) uses it"
+    no_dense = None if "dense" in families else "only a dense index (--retrievers dense) uses it"
+    no_phrase = (
+        None if "phrase" in families else "only a phrase index (--retrievers phrase) uses it"
+    )
+    encoded = "dense" in families or "phrase" in families
+    unused: dict[str, str | None] = {name: no_bm25 for name in BM25_OPTIONS}
+    unused.update({name: no_dense for name in DENSE_OPTIONS})
+    unused.update({name: no_phrase for name in PHRASE_OPTIONS})
+    unused.update({name: None if encoded else "only dense and phrase indexes use it"
+                   for name in ENCODING_OPTIONS})
+    for name, kind in FAISS_OPTIONS.items():
+        unused[name] = no_dense or (
+            None if faiss.value == kind else f"only --faiss {kind} uses it, not {faiss.value}"
+        )
+    if bm25.value not in DEFAULT_DELTA:
+        unused["delta"] = no_bm25 or f"only --bm25 {'/'.join(DEFAULT_DELTA)} use it"
+    if bm25 is not BM25Variant.okapi:
+        unused["epsilon"] = no_bm25 or "only --bm25 okapi uses it"
+    unused["passage_stride"] = (
+        "--passage-words 0 keeps documents whole, so there is no stride" if passage_words == 0
+        else None
+    )
+    return unused
+
+
 def index_command(
+    ctx: typer.Context,
     corpus: Annotated[
         list[Path], typer.Argument(help="Corpus files or folders (several allowed).")
     ],
@@ -51,7 +115,7 @@ def index_command(
         int | None, typer.Option(min=1, help="Words between passage starts (default: no overlap).")
     ] = None,
     retrievers: Annotated[
-        str, typer.Option(help="Retriever families to build, comma-separated: bm25,dense.")
+        str, typer.Option(help="Retriever families to build, comma-separated: bm25,dense,phrase.")
     ] = "bm25,dense",
     bm25: Annotated[BM25Variant, typer.Option(help="BM25 variant.")] = BM25Variant.lucene,
     k1: Annotated[float, typer.Option(help="BM25 k1.")] = 0.9,
@@ -100,10 +164,27 @@ def index_command(
         int | None, typer.Option(min=1, help="IVF-PQ: sub-quantisers (default dim / 4).")
     ] = None,
     pq_nbits: Annotated[int, typer.Option(min=1, max=16, help="IVF-PQ: bits per code.")] = 8,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing index.")] = False,
+    phrase_encoder: Annotated[
+        str, typer.Option(help="Phrase model (odqa's or DensePhrases layout; id or folder).")
+    ] = "odqa/phrase-minilm",
+    phrase_index: Annotated[
+        PhraseIndexKind, typer.Option(help="Phrase vectors in FAISS: flat, sq8 or ivfpq.")
+    ] = PhraseIndexKind.sq8,
+    phrase_filter_threshold: Annotated[
+        float, typer.Option(help="Keep tokens whose start/end filter logit reaches this.")
+    ] = -2.0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing odqa index (nothing else).")
+    ] = False,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted build (keeps encoded chunks).")
     ] = False,
+    resume_chunk: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Dense: passages encoded per saved chunk (what --resume keeps at most)."
+        ),
+    ] = RESUME_CHUNK,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
     ] = False,
@@ -111,6 +192,7 @@ def index_command(
     """Build an index (passages + BM25, and dense when asked) from corpus files."""
     from odqa.build import BuildOptions, build_index, directory_size
     from odqa.corpus import CorpusOptions
+    from odqa.phrase.index import PhraseOptions
     from odqa.progress import make_progress
     from odqa.retrieval.bm25_formulas import BM25Params
     from odqa.retrieval.dense_options import DenseOptions
@@ -119,8 +201,11 @@ def index_command(
     with fail_on_error():
         if out is not None and name is not None:
             raise typer.BadParameter("give --out or --name, not both")
+        if name is not None:
+            check_name(name)
         target = out or default_index_root() / (name or default_name(corpus))
         families = tuple(r.strip() for r in retrievers.split(",") if r.strip())
+        reject_unused(ctx, unused_options(families, passage_words, faiss, bm25))
         options = BuildOptions(
             corpus=CorpusOptions(
                 format=fmt.value,
@@ -150,8 +235,19 @@ def index_command(
                 nlist=nlist,
                 pq_m=pq_m,
                 pq_nbits=pq_nbits,
+                chunk_size=resume_chunk,
             )
             if "dense" in families
+            else None,
+            phrase=PhraseOptions(
+                encoder=phrase_encoder,
+                filter_threshold=phrase_filter_threshold,
+                index=phrase_index.value,
+                batch_size=batch_size,
+                chunk_size=resume_chunk,
+                device=device.value,
+            )
+            if "phrase" in families
             else None,
         )
         with make_progress(enabled=not quiet) as progress:

@@ -30,11 +30,28 @@ def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
 def info_command(
     index: Annotated[Path, typer.Argument(help="Index directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Verify every file against the manifest (sizes, counts, shapes); exit 1 on the "
+            "first problem.",
+        ),
+    ] = False,
 ) -> None:
     """Show an index's manifest: kinds, parameters, corpus statistics, versions."""
     from odqa.store import read_manifest
 
     with fail_on_error():
+        if check and as_json:
+            raise typer.BadParameter("give --check or --json, not both", param_hint="'--check'")
+        if check:
+            from odqa.index_check import check_index
+
+            for line in check_index(index):
+                typer.echo(f"ok  {line}")
+            typer.echo(f"index {index} matches its manifest")
+            return
         manifest = read_manifest(index)
         if as_json:
             typer.echo(json.dumps(manifest, indent=2, ensure_ascii=False))

@@ -9,15 +9,24 @@ import typer
 
 from odqa.commands._choices import Fusion, HitFormat
 from odqa.commands._common import (
+    UnmatchedNotices,
+    check_retrievers,
     fail_on_error,
     gather_queries,
+    in_chunks,
     output_stream,
+    prepare_output,
+    reject_unused,
     resolve_index,
+    work_progress,
 )
-from odqa.errors import OdqaError
+
+SEARCH_BATCH = 1000
+"""Queries searched and written at a time: results stream out while a long file runs."""
 
 
 def search_command(
+    ctx: typer.Context,
     query: Annotated[str | None, typer.Argument(help="The query (or use --queries).")] = None,
     index: Annotated[
         Path | None, typer.Option("--index", "-i", help="Index directory (default: the only one).")
@@ -51,11 +60,12 @@ def search_command(
 ) -> None:
     """Search an index and print ranked passages."""
     from odqa import load_index
-    from odqa.render import write_hits
+    from odqa.render import check_trec_id, write_hits
 
     with fail_on_error():
+        check_retrievers([retriever])
+        reject_unused(ctx, unused_options(retriever, fusion))
         options = retriever_options(
-            retriever,
             fusion=fusion.value if fusion else None,
             alpha=alpha,
             rrf_k=rrf_k,
@@ -63,19 +73,59 @@ def search_command(
             ef_search=ef_search,
             nprobe=nprobe,
         )
+        prepare_output(output, "--output")
         batch = gather_queries(query, queries)
+        trec = fmt is HitFormat.trec
+        for q in batch if trec else []:
+            check_trec_id(q.id, "query id")
         opened = load_index(resolve_index(index))
-        results = opened.search([q.text for q in batch], k=k, retriever=retriever, **options)
-        with output_stream(output) as out:
-            write_hits(batch, results, fmt.value, out)
+        reject_unused(ctx, unused_by_index(opened.manifest))
+        spaced = opened.manifest["corpus"].get("whitespace_id")
+        if trec and spaced:
+            check_trec_id(spaced, "passage id")
+        notices = UnmatchedNotices(retriever)
+        with (
+            output_stream(output) as out,
+            work_progress(len(batch), "queries", SEARCH_BATCH) as advance,
+        ):
+            for part in in_chunks(batch, SEARCH_BATCH):
+                results = opened.search([q.text for q in part], k=k, retriever=retriever, **options)
+                write_hits(list(part), results, fmt.value, out)
+                out.flush()
+                notices.add(part, results)
+                advance(len(part))
+        notices.close()
 
 
-def retriever_options(retriever: str, **given: object) -> dict[str, object]:
-    """The search options that were given, checked against the retriever they apply to."""
-    options = {key: value for key, value in given.items() if value is not None}
-    allowed = {"bm25": set(), "dense": {"ef_search", "nprobe"}}.get(retriever)
-    extra = sorted(set(options) - allowed) if allowed is not None else []
-    if extra:
-        flags = ", ".join("--" + name.replace("_", "-") for name in extra)
-        raise OdqaError(f"{flags}: not used by --retriever {retriever} (see odqa search --help)")
-    return options
+def retriever_options(**given: object) -> dict[str, object]:
+    """The search options that were given (None means "not given")."""
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def unused_options(retriever: str, fusion: Fusion | None) -> dict[str, str | None]:
+    """Why each search option does nothing with ``retriever`` and ``fusion`` (None: it works)."""
+    hybrid = None if retriever == "hybrid" else f"only --retriever hybrid uses it, not {retriever}"
+    dense = None if retriever in ("dense", "hybrid") else (
+        f"it tunes dense search; --retriever {retriever} does not use it"
+    )
+    linear = fusion is Fusion.linear
+    return {
+        "fusion": hybrid,
+        "depth": hybrid,
+        "alpha": hybrid or (None if linear else "it weighs --fusion linear; rrf does not use it"),
+        "rrf_k": hybrid or ("it is the rrf constant; --fusion linear does not use it" if linear
+                            else None),
+        "ef_search": dense,
+        "nprobe": dense,
+    }
+
+
+def unused_by_index(manifest: dict) -> dict[str, str | None]:
+    """Why each dense search option does nothing for the FAISS index kind this index has."""
+    kind = manifest.get("dense", {}).get("faiss", {}).get("kind")
+    if kind is None:
+        return {}
+    return {
+        option: None if kind == needed else f"it tunes {needed} search; this index is {kind}"
+        for option, needed in (("ef_search", "hnsw"), ("nprobe", "ivfpq"))
+    }

@@ -148,3 +148,121 @@ def reader_command(
             eval_file=eval_file, eval_limit=eval_limit, save=save.value,
         )
         _report(record, checkpoint)
+
+
+@app.command("dense")
+def dense_command(
+    train_files: Annotated[
+        list[Path], typer.Argument(help="SQuAD JSON or JSON lines (question, context) files.")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for the trained encoder.")],
+    base: Annotated[str, typer.Option(help="Encoder to start from (hub id or folder).")] = (
+        "sentence-transformers/all-MiniLM-L6-v2"
+    ),
+    epochs: Epochs = 1,
+    lr: Lr = 2e-5,
+    batch_size: BatchSize = 32,
+    grad_accum: GradAccum = 1,
+    warmup: Warmup = 0.1,
+    weight_decay: WeightDecay = 0.01,
+    seed: Seed = 42,
+    max_examples: MaxExamples = None,
+    temperature: Annotated[
+        float, typer.Option(help="Softmax temperature of the contrastive loss.")
+    ] = 0.05,
+    hard_negatives: Annotated[
+        bool, typer.Option(help="Add one BM25 hard negative per question.")
+    ] = True,
+    bm25_depth: Annotated[
+        int, typer.Option(min=1, help="BM25 results searched for a hard negative.")
+    ] = 20,
+    device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = TrainPrecision.auto,
+    checkpoint_minutes: CheckpointMinutes = 10.0,
+    checkpoint_dir: CheckpointDir = None,
+    resume: Resume = False,
+    time_limit: TimeLimit = None,
+    force: Force = False,
+) -> None:
+    """Fine-tune a dense encoder on (question, gold paragraph) pairs with in-batch and BM25
+    hard negatives; the result loads with `odqa index --encoder OUT`."""
+    with fail_on_error():
+        from odqa.training.dense import DenseTrainParams
+        from odqa.training.loop import LoopConfig
+        from odqa.training.run_dense import train_dense
+
+        config = LoopConfig(
+            epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+            weight_decay=weight_decay, warmup=warmup, seed=seed, device=device.value,
+            precision=precision.value, checkpoint_minutes=checkpoint_minutes,
+        )
+        params = DenseTrainParams(base=base, temperature=temperature,
+                                  hard_negatives=hard_negatives, bm25_depth=bm25_depth)
+        checkpoint = checkpoint_dir or out.with_name(out.name + ".train-state")
+        record = train_dense(
+            train_files, out, params, config, max_examples=max_examples,
+            checkpoint_dir=checkpoint, resume=resume, force=force,
+            time_limit=None if time_limit is None else time_limit * 60,
+        )
+        _report(record, checkpoint)
+
+
+@app.command("phrase")
+def phrase_command(
+    train_files: Annotated[list[Path], typer.Argument(help="SQuAD JSON or JSON lines files.")],
+    out: Annotated[Path, typer.Option(help="Folder for the trained phrase model.")],
+    base: Annotated[str, typer.Option(help="Encoder to start from (hub id or folder).")] = (
+        "sentence-transformers/all-MiniLM-L6-v2"
+    ),
+    epochs: Epochs = 1,
+    lr: Lr = 1e-4,
+    batch_size: BatchSize = 32,
+    grad_accum: GradAccum = 1,
+    warmup: Warmup = 0.1,
+    weight_decay: WeightDecay = 0.01,
+    seed: Seed = 42,
+    max_examples: MaxExamples = None,
+    max_seq_length: Annotated[int, typer.Option(min=32, help="Tokens per passage window.")] = 384,
+    doc_stride: Annotated[int, typer.Option(min=0, help="Tokens shared by windows.")] = 128,
+    lambda_filter: Annotated[float, typer.Option(help="Weight of the filter loss.")] = 1.0,
+    freeze_embeddings: Annotated[
+        bool, typer.Option(help="Keep the base's embeddings fixed (needed by --save delta).")
+    ] = True,
+    drop_offset_source: Annotated[
+        list[str] | None,
+        typer.Option(help="Skip questions whose offset_source is this (repeatable)."),
+    ] = None,
+    save: Annotated[
+        SaveMode, typer.Option(help="full: every tensor; delta: only what differs from --base.")
+    ] = SaveMode.full,
+    device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = TrainPrecision.auto,
+    checkpoint_minutes: CheckpointMinutes = 10.0,
+    checkpoint_dir: CheckpointDir = None,
+    resume: Resume = False,
+    time_limit: TimeLimit = None,
+    force: Force = False,
+) -> None:
+    """Train a phrase encoder: query-independent start/end vectors for every passage token
+    (index it with `odqa index --retrievers phrase --phrase-encoder OUT`)."""
+    with fail_on_error():
+        from odqa.training.loop import LoopConfig
+        from odqa.training.phrase import PhraseTrainParams
+        from odqa.training.run_phrase import train_phrase
+
+        config = LoopConfig(
+            epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+            weight_decay=weight_decay, warmup=warmup, seed=seed, device=device.value,
+            precision=precision.value, checkpoint_minutes=checkpoint_minutes,
+        )
+        params = PhraseTrainParams(base=base, max_length=max_seq_length, doc_stride=doc_stride,
+                                   lambda_filter=lambda_filter,
+                                   freeze_embeddings=freeze_embeddings)
+        checkpoint = checkpoint_dir or out.with_name(out.name + ".train-state")
+        record = train_phrase(
+            train_files, out, params, config, max_examples=max_examples,
+            drop_offset_sources=tuple(drop_offset_source or ()), checkpoint_dir=checkpoint,
+            resume=resume, force=force,
+            time_limit=None if time_limit is None else time_limit * 60, save=save.value,
+        )
+        _report(record, checkpoint)

@@ -42,7 +42,10 @@ def _top_text(answered) -> list[str]:
     return [qa.answers[0].text if qa.answers else "" for qa in answered]
 
 
-def _systems(mode: str, index: Any, names: list[str], reader: str | None, passages: int):
+def _systems(
+    mode: str, index: Any, names: list[str], reader: str | None, passages: int,
+    reader_options: dict[str, Any],
+):
     """(name, batch call) per system to evaluate in ``mode``."""
     from odqa.types import Query
 
@@ -54,11 +57,21 @@ def _systems(mode: str, index: Any, names: list[str], reader: str | None, passag
             return _top_text(answer_closed_book(qs, model=reader, top=1))
 
         return [(reader or DEFAULT_CLOSED_BOOK_MODEL, closed)]
+    if mode == "phrase":
+        from odqa.phrase.answer import answer_phrase
+
+        def phrase(batch):
+            qs = [Query(q.id, q.question) for q in batch]
+            return _top_text(answer_phrase(index, qs, top=1))
+
+        return [("phrase", phrase)]
     from odqa.answering.open_book import answer_open_book
 
     def open_book(batch, name):
         qs = [Query(q.id, q.question) for q in batch]
-        found = answer_open_book(index, qs, retriever=name, passages=passages, top=1, reader=reader)
+        found = answer_open_book(
+            index, qs, retriever=name, passages=passages, top=1, reader=reader, **reader_options
+        )
         return _top_text(found)
 
     return [(name, lambda b, n=name: open_book(b, n)) for name in names]
@@ -75,13 +88,14 @@ def evaluate_qa(
     batch_size: int,
     latency_sample: int = 0,
     progress: Any,
+    reader_options: dict[str, Any] | None = None,
 ) -> tuple[list[SystemResult], list[dict]]:
     """Answer every question (top answer only) with each system and score EM / F1.
 
     ``mode`` is ``"open-book"`` (one system per retriever in ``names``) or ``"closed-book"``.
     """
     results, records = [], []
-    for name, call in _systems(mode, index, names, reader, passages):
+    for name, call in _systems(mode, index, names, reader, passages, reader_options or {}):
         run, latency = timed_run(
             data.questions,
             call,

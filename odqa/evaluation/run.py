@@ -9,7 +9,7 @@ from typing import Any
 from odqa.errors import OdqaError
 from odqa.evaluation.results import SystemResult
 
-MODES = ("retrieval", "open-book", "closed-book", "predictions")
+MODES = ("retrieval", "reading", "open-book", "phrase", "closed-book", "predictions")
 
 
 @dataclass
@@ -38,15 +38,21 @@ def run_evaluation(
     latency_sample: int = 100,
     curves: bool = False,
     progress: bool = True,
+    reader_options: dict[str, Any] | None = None,
 ) -> EvalRun:
     """Evaluate ``mode`` (one of :data:`MODES`) on ``dataset``.
 
     ``index`` is the index directory (None: the only one under the default root); ``curves``
     asks for top-k accuracy curves, which BEIR folders cannot give. ``predictions`` is the file
-    scored in ``"predictions"`` mode. Raises :class:`OdqaError` for unusable combinations.
+    scored in ``"predictions"`` mode. ``"reading"`` reads each question's own paragraph (SQuAD
+    JSON or JSON lines with contexts) with the extractive ``reader``; ``reader_options`` are
+    :class:`~odqa.readers.extractive.ReaderParams` fields for the reading modes. Raises
+    :class:`OdqaError` for unusable combinations.
     """
     from odqa.datasets import load_dataset
 
+    if mode == "reading":
+        return _run_reading(dataset, reader, limit, reader_options or {}, progress)
     data = load_dataset(dataset, regex=regex, limit=limit)
     if data.qrels is not None and mode != "retrieval":
         raise OdqaError("a BEIR folder has relevance judgements, not answers: use --mode retrieval")
@@ -66,7 +72,7 @@ def run_evaluation(
             data,
             mode,
             index,
-            retrievers or ["bm25"],
+            ["phrase"] if mode == "phrase" else retrievers or ["bm25"],
             ks or [1, 5, 20, 100],
             report,
             reader=reader,
@@ -74,9 +80,35 @@ def run_evaluation(
             batch_size=batch_size,
             latency_sample=latency_sample,
             progress=progress,
+            reader_options=reader_options or {},
         )
     report["systems"] = [r.to_dict() for r in results]
     return EvalRun(report, results, records, data.name)
+
+
+def _run_reading(
+    dataset: Path, reader: str | None, limit: int | None, options: dict[str, Any], progress: bool
+) -> EvalRun:
+    """Gold-paragraph reading comprehension: EM / F1 and questions/s of one extractive reader."""
+    from odqa.evaluation.reading import evaluate_reading
+    from odqa.readers.extractive import DEFAULT_READER, ExtractiveReader, ReaderParams
+    from odqa.training.data import load_qa_examples
+
+    examples, _ = load_qa_examples([dataset])
+    examples = examples[:limit] if limit else examples
+    name = reader or DEFAULT_READER
+    found = evaluate_reading(ExtractiveReader(name, ReaderParams(**options)), examples,
+                             progress=progress)
+    result = SystemResult(
+        name, {"em": found.em / 100, "f1": found.f1 / 100},
+        latency={"questions_per_s": found.questions_per_second},
+    )
+    report: dict[str, Any] = {"dataset": str(dataset), "format": "squad", "mode": "reading",
+                              "questions": len(examples), "regex_answers": False,
+                              "reader_options": options, "systems": [result.to_dict()]}
+    records = [{"id": e.id, "system": name, "prediction": found.predictions[e.id]}
+               for e in examples]
+    return EvalRun(report, [result], records, Path(dataset).name)
 
 
 def _score_predictions(data: Any, path: Path) -> tuple[list[SystemResult], list[dict]]:
@@ -118,6 +150,7 @@ def _run_systems(
     batch_size: int,
     latency_sample: int,
     progress: bool,
+    reader_options: dict[str, Any],
 ) -> tuple[list[SystemResult], list[dict]]:
     """Run the systems of ``mode``; fills ``report`` with run details."""
     from odqa.evaluation.qa import evaluate_qa
@@ -150,4 +183,5 @@ def _run_systems(
             batch_size=batch_size,
             latency_sample=latency_sample,
             progress=bar,
+            reader_options=reader_options,
         )

@@ -20,7 +20,8 @@ from odqa.models import load_pretrained, quiet_transformers, resolve_device, res
 from odqa.readers.spans import spans_to_chars, top_spans
 from odqa.readers.windows import Window, encode_question, length_sorted_batches, pad_batch
 
-DEFAULT_READER = "distilbert/distilbert-base-cased-distilled-squad"
+DEFAULT_READER = "odqa/reader-minilm"
+"""odqa's own reader (all-MiniLM-L6-v2 fine-tuned on SQuAD v1.1 train), shipped in the package."""
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 BACKENDS = ("torch", "onnx", "int8")
 

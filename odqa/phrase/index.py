@@ -1,0 +1,435 @@
+"""The phrase index: every kept passage token's start and end vector, searched by inner product.
+
+Build (``odqa index --retrievers phrase``): passages are encoded once, independently of any
+question, as ``[CLS] title [SEP] text [SEP]`` windows in length-sorted batches; a token of the
+text is kept when its filter logit for starting or ending an answer reaches
+``filter_threshold``. Chunks of passages are written as they finish (``chunks/NNNNN``), so
+``--resume`` continues an interrupted build. At the end the kept tokens are laid out in passage
+order in memory-mapped arrays:
+
+    tokens.npy        [T, 4] int32: passage, position in the passage, char start, char end
+    flags.npy         [T] uint8: bit 0 = start candidate, bit 1 = end candidate
+    start.npy         [T, d] float16: start vectors (exact re-scoring)
+    end.npy           [T, d] float16: end vectors (absent when start and end are one vector)
+    start.faiss       start candidates, FAISS flat / SQ8 / IVF-PQ (ids = token rows)
+    end.faiss         end candidates
+
+Search: the question's ``q_start`` finds the best start tokens and ``q_end`` the best end
+tokens; each start is extended to every end token of its passage at most
+``max_answer_length`` tokens on (and each end back to its starts), all re-scored exactly from
+the float16 vectors; the best spans win (DensePhrases' rule: one passage, start <= end).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odqa.errors import IndexLoadError, OdqaError
+
+PHRASE_FORMAT = "odqa-phrase-1"
+INDEX_KINDS = ("flat", "sq8", "ivfpq")
+CHUNKS = "chunks"
+STATE = "build-state.json"
+START, END = 1, 2
+
+
+@dataclass(frozen=True)
+class PhraseOptions:
+    """Build settings of a phrase index (recorded in the manifest)."""
+
+    encoder: str = "odqa/phrase-minilm"
+    filter_threshold: float = -2.0
+    index: str = "sq8"
+    max_length: int = 384
+    doc_stride: int = 128
+    batch_size: int = 32
+    chunk_size: int = 512
+    nlist: int | None = None
+    pq_m: int | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.index not in INDEX_KINDS:
+            raise OdqaError(
+                f"unknown --phrase-index '{self.index}': choose one of {', '.join(INDEX_KINDS)}"
+            )
+        if self.chunk_size < 1 or self.batch_size < 1:
+            raise OdqaError("--batch-size and the chunk size must be at least 1")
+
+    def persisted(self) -> dict[str, Any]:
+        """What decides the index's content (device and batching do not)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("device", "batch_size")}
+
+
+@dataclass(frozen=True)
+class EncodedPassages:
+    """Kept tokens of some passages: rows of ``tokens.npy``/``flags.npy``/vectors."""
+
+    tokens: np.ndarray
+    flags: np.ndarray
+    start: np.ndarray
+    end: np.ndarray | None
+
+
+MAX_TITLE_TOKENS = 32
+
+
+def passage_windows(tokenizer, titles: list[str], texts: list[str], max_length: int,
+                    doc_stride: int):
+    """``[CLS] title [SEP] text [SEP]`` windows with offsets: the one passage encoding of the
+    phrase index and of phrase training (titles cut to ``MAX_TITLE_TOKENS`` tokens)."""
+    cut = []
+    enc_titles = tokenizer(titles, add_special_tokens=False, return_offsets_mapping=True)
+    for title, offsets in zip(titles, enc_titles["offset_mapping"]):
+        long = len(offsets) > MAX_TITLE_TOKENS
+        cut.append(title[: offsets[MAX_TITLE_TOKENS - 1][1]] if long else title)
+    longest = max((min(len(o), MAX_TITLE_TOKENS) for o in enc_titles["offset_mapping"]),
+                  default=0)
+    room = max_length - longest - tokenizer.num_special_tokens_to_add(pair=True)
+    if room < 2:
+        raise OdqaError(f"--max-seq-length {max_length} leaves no room for passage text")
+    return tokenizer(
+        cut, texts, truncation="only_second", max_length=max_length,
+        stride=max(0, min(doc_stride, room - 1)), return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
+
+
+def _device(name: str) -> str:
+    from odqa.models import resolve_device
+
+    return resolve_device(name)
+
+
+class PhraseEncoder:
+    """A loaded phrase model that turns passages into kept token vectors and questions into
+    query vectors (numpy float32)."""
+
+    def __init__(self, name: str, device: str = "auto") -> None:
+        from odqa.phrase.model import load_phrase_model
+
+        self.name = name
+        self.device = _device(device)
+        self.model, self.tokenizer = load_phrase_model(name)
+        self.model.to(self.device)
+        self.same_vectors = not self.model.config.heads
+
+    def encode_queries(self, questions: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``q_start``, ``q_end`` [n, d] float32."""
+        import torch
+
+        enc = self.tokenizer(questions, padding=True, truncation=True,
+                             max_length=self.model.config.max_query_length, return_tensors="pt")
+        with torch.inference_mode():
+            qs, qe = self.model.encode_queries(**{k: v.to(self.device) for k, v in enc.items()})
+        return qs.float().cpu().numpy(), qe.float().cpu().numpy()
+
+    def encode_passages(
+        self, first: int, titles: list[str], texts: list[str], options: PhraseOptions
+    ) -> EncodedPassages:
+        """Kept tokens of passages ``first, first + 1, ...`` (titles may be empty)."""
+        import torch
+
+        from odqa.readers.windows import length_sorted_batches
+
+        enc = passage_windows(self.tokenizer, titles, texts, options.max_length,
+                              options.doc_stride)
+        pad = self.tokenizer.pad_token_id or 0
+        seen: set[tuple[int, int]] = set()
+        rows: list[np.ndarray] = []
+        flags: list[np.ndarray] = []
+        starts: list[np.ndarray] = []
+        ends: list[np.ndarray] = []
+        lengths = [len(ids) for ids in enc["input_ids"]]
+        fake = [type("W", (), {"__len__": lambda self, n=n: n})() for n in lengths]
+        for batch in length_sorted_batches(fake, options.batch_size):
+            width = max(lengths[i] for i in batch)
+            ids = np.full((len(batch), width), pad, dtype=np.int64)
+            mask = np.zeros_like(ids)
+            types = np.zeros_like(ids)
+            for r, w in enumerate(batch):
+                ids[r, : lengths[w]] = enc["input_ids"][w]
+                mask[r, : lengths[w]] = 1
+                if "token_type_ids" in enc:
+                    types[r, : lengths[w]] = enc["token_type_ids"][w]
+            inputs = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in enc:
+                inputs["token_type_ids"] = types
+            with torch.inference_mode():
+                s, e, fs, fe = self.model.encode_phrases(
+                    **{k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()}
+                )
+            s, e = s.float().cpu().numpy(), e.float().cpu().numpy()
+            fs, fe = fs.float().cpu().numpy(), fe.float().cpu().numpy()
+            for r, w in enumerate(batch):
+                passage = first + enc["overflow_to_sample_mapping"][w]
+                sequence = enc.sequence_ids(w)
+                offsets = enc["offset_mapping"][w]
+                for t, seq in enumerate(sequence):
+                    if seq != 1 or (passage, offsets[t][0]) in seen:
+                        continue
+                    flag = (START if fs[r, t] >= options.filter_threshold else 0) | (
+                        END if fe[r, t] >= options.filter_threshold else 0)
+                    seen.add((passage, offsets[t][0]))
+                    if not flag:
+                        continue
+                    rows.append(np.array([passage, 0, offsets[t][0], offsets[t][1]], np.int32))
+                    flags.append(np.uint8(flag))
+                    starts.append(s[r, t].astype(np.float16))
+                    ends.append(e[r, t].astype(np.float16))
+        dim = self.model.dim
+        if not rows:
+            empty = np.zeros((0, dim), np.float16)
+            return EncodedPassages(np.zeros((0, 4), np.int32), np.zeros(0, np.uint8), empty,
+                                   None if self.same_vectors else empty)
+        tokens = np.stack(rows)
+        order = np.lexsort((tokens[:, 2], tokens[:, 0]))
+        tokens = tokens[order]
+        # position = rank of the token among its passage's tokens by character offset
+        tokens[:, 1] = _positions(tokens[:, 0], tokens[:, 2], titles, texts, first, self)
+        return EncodedPassages(
+            tokens, np.asarray(flags)[order], np.stack(starts)[order],
+            None if self.same_vectors else np.stack(ends)[order],
+        )
+
+
+def _positions(passages, char_starts, titles, texts, first, encoder) -> np.ndarray:
+    """Token position of each kept token in its passage text (by character start)."""
+    out = np.zeros(len(passages), dtype=np.int32)
+    for p in np.unique(passages):
+        rows = np.flatnonzero(passages == p)
+        text = texts[p - first]
+        offsets = encoder.tokenizer(text, add_special_tokens=False,
+                                    return_offsets_mapping=True)["offset_mapping"]
+        token_starts = np.array([o[0] for o in offsets], dtype=np.int64)
+        out[rows] = np.searchsorted(token_starts, char_starts[rows], side="left")
+    return out
+
+
+def _digest(passages) -> str:
+    digest = hashlib.sha256()
+    sample = np.arange(0, len(passages), max(1, len(passages) // 64))
+    for passage in passages.get_many(sample):
+        digest.update(passage.text.encode("utf-8"))
+    digest.update(str(len(passages)).encode())
+    return digest.hexdigest()
+
+
+def build_phrase(
+    folder: Path, passages: Any, options: PhraseOptions, *, resume: bool = False,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Encode ``passages`` into a phrase index in ``folder``; return the manifest section."""
+    encoder = PhraseEncoder(options.encoder, options.device)
+    folder.mkdir(parents=True, exist_ok=True)
+    chunks = folder / CHUNKS
+    state = {"options": options.persisted(), "passages": len(passages),
+             "digest": _digest(passages)}
+    state_file = folder / STATE
+    if chunks.is_dir() and not (resume and state_file.is_file()
+                                and json.loads(state_file.read_text()) == state):
+        shutil.rmtree(chunks)
+    chunks.mkdir(exist_ok=True)
+    state_file.write_text(json.dumps(state), encoding="utf-8")
+    task = None
+    if progress is not None:
+        task = progress.add_task("phrase encoding", total=len(passages), unit="passages")
+    for begin in range(0, len(passages), options.chunk_size):
+        end = min(len(passages), begin + options.chunk_size)
+        target = chunks / f"{begin // options.chunk_size:05d}"
+        if not (target / "done").is_file():
+            items = passages.get_many(np.arange(begin, end))
+            part = encoder.encode_passages(begin, [p.title for p in items],
+                                           [p.text for p in items], options)
+            _write_chunk(target, part)
+        if task is not None:
+            progress.update(task, advance=end - begin)
+    section = _assemble(folder, sorted(chunks.iterdir()), options, encoder.same_vectors)
+    shutil.rmtree(chunks)
+    state_file.unlink()
+    tokens_in_corpus = _corpus_tokens(passages, encoder)
+    section.update({
+        "format": PHRASE_FORMAT,
+        "encoder": options.encoder,
+        "options": options.persisted(),
+        "dimension": encoder.model.dim,
+        "same_start_end": encoder.same_vectors,
+        "corpus_tokens": tokens_in_corpus,
+        "kept_share": round(section["tokens"] / max(1, tokens_in_corpus), 4),
+    })
+    return section
+
+
+def _corpus_tokens(passages, encoder) -> int:
+    total = 0
+    for begin in range(0, len(passages), 2048):
+        texts = [p.text for p in passages.get_many(np.arange(begin, min(len(passages),
+                                                                         begin + 2048)))]
+        total += sum(len(ids) for ids in encoder.tokenizer(texts, add_special_tokens=False)[
+            "input_ids"])
+    return total
+
+
+def _write_chunk(target: Path, part: EncodedPassages) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    np.save(tmp / "tokens.npy", part.tokens)
+    np.save(tmp / "flags.npy", part.flags)
+    np.save(tmp / "start.npy", part.start)
+    if part.end is not None:
+        np.save(tmp / "end.npy", part.end)
+    (tmp / "done").write_text("")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def _concat(paths: list[Path], name: str, out: Path) -> np.ndarray:
+    parts = [np.load(p / name, allow_pickle=False) for p in paths]
+    array = np.concatenate(parts) if parts else np.zeros(0)
+    np.save(out / name, array)
+    return np.load(out / name, mmap_mode="r", allow_pickle=False)
+
+
+def _faiss_index(vectors: np.ndarray, options: PhraseOptions):
+    import faiss
+
+    dim = vectors.shape[1]
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    if options.index == "flat" or len(data) < 1024:
+        index = faiss.IndexFlatIP(dim)
+    elif options.index == "sq8":
+        index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit,
+                                           faiss.METRIC_INNER_PRODUCT)
+        index.train(data)
+    else:
+        nlist = options.nlist or max(1, min(4096, int(4 * np.sqrt(len(data)))))
+        pq_m = options.pq_m or next(m for m in (48, 32, 24, 16, 12, 8, 4, 2, 1) if dim % m == 0)
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        index.train(data)
+        index.nprobe = min(nlist, 32)
+    index.add(data)
+    return index
+
+
+def _assemble(folder: Path, paths: list[Path], options: PhraseOptions, same: bool) -> dict:
+    tokens = _concat(paths, "tokens.npy", folder)
+    flags = _concat(paths, "flags.npy", folder)
+    start = _concat(paths, "start.npy", folder)
+    end = start if same else _concat(paths, "end.npy", folder)
+    if len(tokens) == 0:
+        raise OdqaError(
+            "the phrase filter kept no token: lower --phrase-filter-threshold (logits; default "
+            f"{PhraseOptions.filter_threshold})"
+        )
+    written = {}
+    for name, bit, vectors in (("start", START, start), ("end", END, end)):
+        rows = np.flatnonzero(np.asarray(flags) & bit).astype(np.int64)
+        written[name] = len(rows)
+        _write_faiss(folder / f"{name}.faiss", vectors, rows, options)
+    return {"tokens": len(tokens), "start_candidates": written["start"],
+            "end_candidates": written["end"], "index": options.index}
+
+
+def _write_faiss(path: Path, vectors: np.ndarray, rows: np.ndarray, options: PhraseOptions):
+    """FAISS index of ``vectors[rows]``; ``NAME.rows.npy`` maps its positions to token rows."""
+    import faiss
+
+    if not len(rows):
+        return
+    faiss.write_index(_faiss_index(np.asarray(vectors[rows]), options), str(path))
+    np.save(path.with_suffix(".rows.npy"), rows)
+
+
+class PhraseIndex:
+    """An opened phrase index (arrays memory-mapped)."""
+
+    def __init__(self, folder: Path, section: dict[str, Any], passage_count: int) -> None:
+        import faiss
+
+        if section.get("format") != PHRASE_FORMAT:
+            raise IndexLoadError(f"{folder}: not an {PHRASE_FORMAT} phrase index; rebuild it")
+        try:
+            self.tokens = np.load(folder / "tokens.npy", mmap_mode="r", allow_pickle=False)
+            self.flags = np.load(folder / "flags.npy", mmap_mode="r", allow_pickle=False)
+            self.start = np.load(folder / "start.npy", mmap_mode="r", allow_pickle=False)
+            self.end = self.start if section["same_start_end"] else np.load(
+                folder / "end.npy", mmap_mode="r", allow_pickle=False)
+            self.faiss = {}
+            self.rows = {}
+            for name in ("start", "end"):
+                path = folder / f"{name}.faiss"
+                if path.is_file():
+                    self.faiss[name] = faiss.read_index(str(path))
+                    self.rows[name] = np.load(path.with_suffix(".rows.npy"), allow_pickle=False)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise IndexLoadError(f"{folder}: damaged phrase index ({exc}); rebuild it") from None
+        if len(self.tokens) != section["tokens"] or (
+            len(self.tokens) and int(self.tokens[:, 0].max()) >= passage_count
+        ):
+            raise IndexLoadError(f"{folder}: token count does not match the manifest; rebuild it")
+        self.section = section
+        self.passage_of = np.asarray(self.tokens[:, 0])
+        self.position = np.asarray(self.tokens[:, 1])
+
+    def spans(
+        self, q_start: np.ndarray, q_end: np.ndarray, *, candidates: int, max_answer_length: int,
+        top: int,
+    ) -> list[np.ndarray]:
+        """Per query, the best spans as rows ``(start token, end token, score)``, best first."""
+        results = []
+        found = {name: self._search(name, q, candidates) for name, q in
+                 (("start", q_start), ("end", q_end))}
+        for qi in range(len(q_start)):
+            spans = self._extend(q_start[qi], q_end[qi], found["start"][qi], found["end"][qi],
+                                 max_answer_length)
+            results.append(spans[:top])
+        return results
+
+    def _search(self, name: str, queries: np.ndarray, k: int) -> list[np.ndarray]:
+        if name not in self.faiss:
+            return [np.zeros(0, np.int64) for _ in range(len(queries))]
+        index = self.faiss[name]
+        _, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32),
+                              min(k, index.ntotal))
+        rows = self.rows[name]
+        return [rows[i[i >= 0]] for i in ids]
+
+    def _extend(self, qs, qe, starts, ends, max_len) -> np.ndarray:
+        """Every valid span from a start candidate forwards and an end candidate backwards."""
+        pairs = []
+        for t in np.unique(starts):
+            hi = int(np.searchsorted(self.passage_of, self.passage_of[t], side="right"))
+            stop = min(hi, t + max_len)
+            cand = np.arange(t, stop)
+            cand = cand[(self.position[cand] - self.position[t] < max_len)
+                        & (np.asarray(self.flags[cand]) & END > 0)]
+            pairs += [(t, c) for c in cand]
+        for t in np.unique(ends):
+            lo = int(np.searchsorted(self.passage_of, self.passage_of[t], side="left"))
+            begin = max(lo, t - max_len + 1)
+            cand = np.arange(begin, t + 1)
+            cand = cand[(self.position[t] - self.position[cand] < max_len)
+                        & (np.asarray(self.flags[cand]) & START > 0)]
+            pairs += [(c, t) for c in cand]
+        if not pairs:
+            return np.zeros((0, 3))
+        pairs = np.unique(np.asarray(pairs, dtype=np.int64), axis=0)
+        s = np.asarray(self.start[pairs[:, 0]], dtype=np.float32) @ qs
+        e = np.asarray(self.end[pairs[:, 1]], dtype=np.float32) @ qe
+        scores = s + e
+        order = np.lexsort((pairs[:, 1], pairs[:, 0], -scores))
+        return np.column_stack([pairs[order], scores[order]])
+
+    def chars(self, token_start: int, token_end: int) -> tuple[int, int, int]:
+        """(passage, char start, char end) of a span of token rows."""
+        return (int(self.tokens[token_start, 0]), int(self.tokens[token_start, 2]),
+                int(self.tokens[token_end, 3]))

@@ -1,0 +1,177 @@
+"""Dense-encoder fine-tuning (DPR-style contrastive learning): the
+:class:`~odqa.training.loop.TrainTask` of ``odqa train dense``.
+
+Each training item is a question with its gold paragraph. A batch scores every question against
+every paragraph in it (the gold ones and one BM25 hard negative per question: the best-ranked
+training paragraph that does not contain the answer), and the loss is the cross-entropy of the
+gold paragraph among them, at ``1 / temperature`` scale. A paragraph that is gold for two
+questions of one batch is not counted as a negative for either.
+
+Texts are encoded exactly as odqa encodes them at index and query time: the encoder's own
+pooling, normalisation and maximum length (from :func:`odqa.encoders.spec.inspect_encoder`) and
+the passage as ``title. text``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odqa.errors import OdqaError
+from odqa.training.data import QAExample
+
+QUERY_MAX_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class DenseTrainParams:
+    """What the encoder is trained from and how (persisted in ``odqa_training.json``)."""
+
+    base: str = "sentence-transformers/all-MiniLM-L6-v2"
+    temperature: float = 0.05
+    hard_negatives: bool = True
+    bm25_depth: int = 20
+    max_passage_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise OdqaError(f"--temperature must be positive, got {self.temperature}")
+
+
+def passage_input(title: str, text: str) -> str:
+    """A passage as the dense encoders read it: ``title. text`` (just the text without title)."""
+    return f"{title}. {text}" if title else text
+
+
+def hard_negatives(
+    examples: list[QAExample], paragraphs: list[tuple[str, str]], positive: np.ndarray,
+    depth: int, scratch: Path,
+) -> np.ndarray:
+    """Per example, the best BM25-ranked paragraph (of ``paragraphs``, as (title, text)) that is
+    not its own and holds none of its answers; -1 where the top ``depth`` have none."""
+    import json
+
+    from odqa import load_index
+    from odqa.build import BuildOptions, build_index
+    from odqa.corpus import CorpusOptions
+    from odqa.evaluate import has_answer
+
+    corpus = scratch / "paragraphs.jsonl"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with corpus.open("w", encoding="utf-8") as handle:
+        for i, (title, text) in enumerate(paragraphs):
+            handle.write(json.dumps({"id": str(i), "title": title, "text": text}) + "\n")
+    out = scratch / "bm25"
+    if not (out / "manifest.json").is_file():
+        build_index([corpus], out, BuildOptions(corpus=CorpusOptions(passage_words=0)))
+    index = load_index(str(out))
+    found = np.full(len(examples), -1, dtype=np.int64)
+    step = 1024
+    for begin in range(0, len(examples), step):
+        chunk = examples[begin : begin + step]
+        for row, (e, hits) in enumerate(zip(chunk, index.search([e.question for e in chunk],
+                                                                  depth, "bm25"))):
+            own = positive[begin + row]
+            for hit in hits:
+                candidate = int(hit.id)
+                if candidate != own and not has_answer(e.answers or (e.answer_text,), hit.text):
+                    found[begin + row] = candidate
+                    break
+    return found
+
+
+class DenseTrainTask:
+    """Question / gold paragraph pairs (with hard negatives) for contrastive training."""
+
+    def __init__(
+        self, examples: list[QAExample], params: DenseTrainParams, spec: Any, tokenizer: Any,
+        *, negatives: np.ndarray | None, paragraphs: list[tuple[str, str]], positive: np.ndarray,
+    ) -> None:
+        if not examples:
+            raise OdqaError("no training examples: check the training files")
+        self.params = params
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.questions = [e.question for e in examples]
+        self.passages = [passage_input(t, x) for t, x in paragraphs]
+        self.positive = positive
+        self.negatives = negatives
+        self.max_length = params.max_passage_length or spec.max_length
+        lengths = tokenizer(self.passages, add_special_tokens=True, truncation=True,
+                            max_length=self.max_length)["input_ids"]
+        self._passage_lengths = np.array([len(ids) for ids in lengths], dtype=np.int64)
+
+    def item_lengths(self) -> np.ndarray:
+        return self._passage_lengths[self.positive]
+
+    def build_model(self) -> Any:
+        from transformers import AutoModel
+
+        from odqa.models import load_pretrained, quiet_transformers
+
+        with quiet_transformers():
+            return load_pretrained(AutoModel.from_pretrained, self.spec.path, "base", "--base")
+
+    def _encode(self, model: Any, texts: list[str], max_length: int, device: str) -> Any:
+        import torch
+
+        prepared = [t.lower() for t in texts] if self.spec.lowercase else texts
+        batch = self.tokenizer(prepared, padding=True, truncation=True, max_length=max_length,
+                               return_tensors="pt", pad_to_multiple_of=16)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        hidden = model(**batch).last_hidden_state.float()
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        if self.spec.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif self.spec.pooling == "max":
+            pooled = hidden.masked_fill(mask == 0, -1e4).max(dim=1).values
+        else:
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1) if self.spec.normalize else pooled
+
+    def loss(self, model: Any, items: np.ndarray, device: str, autocast: bool) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        ids = self.positive[items].tolist()
+        if self.negatives is not None:
+            ids += [int(n) for n in self.negatives[items] if n >= 0]
+        columns = list(dict.fromkeys(ids))
+        where = {p: c for c, p in enumerate(columns)}
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=autocast):
+            q = self._encode(model, [self.questions[i] for i in items], QUERY_MAX_LENGTH, device)
+            p = self._encode(model, [self.passages[i] for i in columns], self.max_length, device)
+        scores = (q @ p.T) / self.params.temperature
+        target = torch.tensor([where[i] for i in self.positive[items].tolist()], device=device)
+        return F.cross_entropy(scores.float(), target)
+
+
+def save_sentence_transformers(model: Any, tokenizer: Any, spec: Any, out: Path) -> None:
+    """Write a sentence-transformers folder (Transformer at the root, Pooling, Normalize) that
+    encodes exactly as ``spec`` says; odqa and sentence-transformers both load it."""
+    import json
+
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    modules = [{"idx": 0, "name": "0", "path": "",
+                "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling",
+                "type": "sentence_transformers.models.Pooling"}]
+    if spec.normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+                        "type": "sentence_transformers.models.Normalize"})
+        (out / "2_Normalize").mkdir()
+    pooling = {"word_embedding_dimension": model.config.hidden_size,
+               "pooling_mode_cls_token": spec.pooling == "cls",
+               "pooling_mode_mean_tokens": spec.pooling == "mean",
+               "pooling_mode_max_tokens": spec.pooling == "max",
+               "pooling_mode_mean_sqrt_len_tokens": False}
+    (out / "1_Pooling").mkdir()
+    files = {"modules.json": modules, "1_Pooling/config.json": pooling,
+             "sentence_bert_config.json": {"max_seq_length": spec.max_length,
+                                           "do_lower_case": spec.lowercase}}
+    for name, content in files.items():
+        (out / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,100 @@
+"""``odqa train dense``: contrastive fine-tuning of a dense encoder, saved as a
+sentence-transformers folder that ``odqa index --encoder DIR`` loads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odqa.errors import OdqaError
+from odqa.training.data import file_sha256, load_qa_examples
+from odqa.training.dense import (
+    DenseTrainParams,
+    DenseTrainTask,
+    hard_negatives,
+    save_sentence_transformers,
+)
+from odqa.training.loop import LoopConfig, train
+from odqa.training.output import RECORD, check_output, write_output, write_record
+from odqa.training.run_reader import sample_examples
+
+
+def train_dense(
+    train_files: list[Path],
+    out: Path,
+    params: DenseTrainParams,
+    config: LoopConfig,
+    *,
+    max_examples: int | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    time_limit: float | None = None,
+    stop_after_steps: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a dense encoder into ``out``; return the training record (``odqa_training.json``).
+
+    When the run stops early (time limit), nothing is written to ``out`` and the record says
+    ``"finished": false``; run again with ``resume=True``.
+    """
+    from transformers import AutoTokenizer
+
+    from odqa.encoders.spec import inspect_encoder
+    from odqa.models import load_pretrained, quiet_transformers
+
+    check_output(out, force)
+    checkpoint_dir = checkpoint_dir or out.with_name(out.name + ".train-state")
+    spec = inspect_encoder(params.base)
+    if spec.kind == "dpr":
+        raise OdqaError("--base: DPR pairs have two encoders; train from a single encoder")
+    examples, _ = load_qa_examples(train_files)
+    examples = sample_examples(examples, max_examples, config.seed)
+    paragraph_ids: dict[tuple[str, str], int] = {}
+    positive = np.array([paragraph_ids.setdefault((e.title, e.context), len(paragraph_ids))
+                         for e in examples], dtype=np.int64)
+    paragraphs = list(paragraph_ids)
+    negatives = None
+    if params.hard_negatives:
+        negatives = hard_negatives(examples, paragraphs, positive, params.bm25_depth,
+                                   checkpoint_dir.with_name(checkpoint_dir.name + "-bm25"))
+    with quiet_transformers():
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, spec.path, "base", "--base")
+    task = DenseTrainTask(examples, params, spec, tokenizer, negatives=negatives,
+                          paragraphs=paragraphs, positive=positive)
+    model, result = train(
+        task, config, checkpoint_dir, resume=resume, time_limit=time_limit,
+        stop_after_steps=stop_after_steps, progress=progress, description="train dense",
+    )
+    record: dict[str, Any] = {
+        "kind": "dense",
+        "finished": result.finished,
+        "data": [{"file": p.name, "sha256": file_sha256(p)} for p in train_files],
+        "examples": len(examples),
+        "paragraphs": len(paragraphs),
+        "hard_negatives": None if negatives is None else int((negatives >= 0).sum()),
+        "encoder": {k: v for k, v in spec.to_dict().items() if k != "path"},
+        "params": asdict(params),
+        "loop": asdict(config),
+        "max_examples": max_examples,
+        "steps": result.state.step,
+        "total_steps": result.total_steps,
+        "seconds": round(result.state.seconds, 1),
+        "device": result.device,
+        "precision": result.precision,
+        "final_loss": round(result.state.loss, 4),
+    }
+    if not result.finished:
+        return record
+
+    def write(folder: Path) -> None:
+        model.eval()
+        save_sentence_transformers(model.cpu(), tokenizer, spec, folder)
+        write_record(folder, record)
+
+    write_output(out, write)
+    return json.loads((out / RECORD).read_text(encoding="utf-8"))
