@@ -176,14 +176,14 @@ def check_target(inputs: list[Path], out: Path, force: bool) -> None:
         OdqaError: a corpus input inside ``out``; ``out`` a file; a folder that is not an odqa
             index; an existing index without ``force``.
     """
-    target = Path(os.path.abspath(out))
+    target = Path(out).resolve()
     for source in inputs:
-        if _is_within(Path(os.path.abspath(source)).resolve(), target.resolve()):
+        if _is_within(Path(source).resolve(), target):
             raise OdqaError(
                 f"corpus input '{source}' lies inside --out '{out}': building there would replace "
                 "it; choose an --out outside the corpus"
             )
-    if not (target.exists() or target.is_symlink()):
+    if not target.exists():
         return
     if not target.is_dir():
         raise OdqaError(f"--out '{out}' is a file, not an index folder: choose another --out")
@@ -238,7 +238,7 @@ def build_index(
             build of it is running, bad input (file:line), encoder problems.
     """
     inputs = [Path(p) for p in inputs]
-    target = Path(os.path.abspath(out))
+    target = Path(out).resolve()
     check_target(inputs, out, force)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

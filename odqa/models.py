@@ -125,6 +125,10 @@ def resolve_device(device: str) -> str:
 
     if device not in DEVICES:
         raise OdqaError(f"unknown device '{device}': choose one of {', '.join(DEVICES)}")
+    from odqa.runtime.hardware import cuda_possible
+
+    if device == "cpu" or (device == "auto" and not cuda_possible()):
+        return "cpu"
     import torch
 
     if device == "auto":

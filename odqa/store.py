@@ -183,6 +183,12 @@ def is_odqa_index(path: Path) -> bool:
     return isinstance(manifest, dict) and manifest.get("format") == FORMAT
 
 
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), shortened."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 def _type_problem(value: Any, expected: type) -> str | None:
     if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
         return None
@@ -357,11 +363,16 @@ class Index:
         folder, section = self.path / "bm25", self.manifest["bm25"]
         try:
             retriever = BM25Retriever(folder, section, len(self.passages))
+        except (TypeError, ValueError, OSError) as exc:
+            raise IndexLoadError(
+                f"{folder}: unreadable BM25 files ({_reason(exc)}); rebuild the index with --force"
+            ) from None
+        try:
             vocab = retriever.vocab
         except (TypeError, ValueError, OSError) as exc:
-            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise IndexLoadError(
-                f"{folder}: unreadable BM25 files ({reason}); rebuild the index with --force"
+                f"{folder / BM25_VOCAB}: unreadable ({_reason(exc)}); rebuild the index "
+                "with --force"
             ) from None
         expected = section["vocabulary_size"]
         if len(vocab) != expected or not all(isinstance(term, str) for term in vocab):

@@ -204,7 +204,7 @@ def test_cli_search_dense_and_hybrid(index_dir: Path) -> None:
         hits = json.loads(result.output)["hits"]
         assert len(hits) == 4 and [h["rank"] for h in hits] == [1, 2, 3, 4]
     result = runner.invoke(app, ["search", "x", "-i", str(index_dir), "--alpha", "0.5"])
-    assert result.exit_code == 1 and "--alpha" in result.output
+    assert result.exit_code == 2 and "--alpha" in result.output
 
 
 def test_cli_rrf_constant_reaches_the_fusion(index_dir: Path) -> None:

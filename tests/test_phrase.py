@@ -215,3 +215,18 @@ def test_phrase_delta_folder_round_trip(tiny_base, tmp_path):
     assert record["finished"] and (out / "delta.safetensors").is_file()
     model, _ = load_phrase_model(str(out))
     assert model.config.delta and model.config.base == str(tiny_base)
+
+
+def test_eval_phrase_mode_reports_em_at_k(phrase_index, tmp_path):
+    dataset = tmp_path / "questions.jsonl"
+    rows = [{"id": "q1", "question": QUESTION, "answers": ["Alexander Graham Bell"]},
+            {"id": "q2", "question": "When did Bell make the first call?",
+             "answers": ["Three days later"]}]
+    dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = cli("eval", dataset, "--index", phrase_index, "--mode", "phrase", "--k", "1,5",
+                 "--format", "json", "--quiet", "--latency-sample", "0")
+    assert result.exit_code == 0, result.output
+    (system,) = json.loads(result.stdout)["systems"]
+    metrics = system["metrics"]
+    assert metrics["em@1"] == metrics["em"]
+    assert metrics["em@1"] <= metrics["em@5"] <= 1 and metrics["f1@1"] <= metrics["f1@5"]

@@ -226,6 +226,13 @@ def test_cli_trains_a_reader_that_odqa_loads(tiny_base, train_file, tmp_path, sa
     assert len(spans.starts) > 0
     again = run_cli("train", "reader", train_file, "--out", out, "--base", tiny_base)
     assert again.exit_code == 1 and "--force" in again.output
+    assert not (tmp_path / f"reader-{save}.train-state").exists()  # removed once written
+    report = run_cli("eval", tmp_path / "dev.jsonl", "--mode", "reading", "--reader", out,
+                     "--format", "json", "--quiet", "--device", "cpu")
+    assert report.exit_code == 0, report.output
+    (system,) = json.loads(report.stdout)["systems"]
+    assert 100 * system["metrics"]["f1"] == pytest.approx(record["eval"]["f1"], abs=0.01)
+    assert 100 * system["metrics"]["em"] == pytest.approx(record["eval"]["em"], abs=0.01)
 
 
 def test_delta_folder_equals_the_full_model(tiny_base, train_file, tmp_path):

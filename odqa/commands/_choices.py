@@ -17,6 +17,15 @@ class Backend(str, Enum):
     int8 = "int8"
 
 
+class ReaderBackend(str, Enum):
+    """Extractive reader runtimes; ``auto`` is onnx on the CPU (fp32), torch elsewhere."""
+
+    auto = "auto"
+    torch = "torch"
+    onnx = "onnx"
+    int8 = "int8"
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"

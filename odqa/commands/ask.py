@@ -11,9 +11,9 @@ import typer
 from odqa.commands._choices import (
     AnswerFormat,
     AskMode,
-    Backend,
     Device,
     Precision,
+    ReaderBackend,
     ReaderKind,
     ScoreMode,
 )
@@ -67,7 +67,10 @@ def ask_command(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
     max_seq_length: Annotated[int, typer.Option(min=8, help="Tokens per reader window.")] = 384,
     doc_stride: Annotated[int, typer.Option(min=0, help="Tokens shared by windows.")] = 128,
-    max_answer_length: Annotated[int, typer.Option(min=1, help="Longest answer (tokens).")] = 30,
+    max_answer_length: Annotated[
+        int | None,
+        typer.Option(min=1, help="Longest answer in tokens (default: 30, phrase mode 10)."),
+    ] = None,
     score: Annotated[
         ScoreMode, typer.Option(help="Rank by reader score, or combined with the retriever's.")
     ] = ScoreMode.reader,
@@ -81,8 +84,9 @@ def ask_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Windows (or questions) per batch.")] = 32,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
     backend: Annotated[
-        Backend, typer.Option(help="Reader runtime: torch, onnx (CPU) or int8 (ONNX int8, CPU).")
-    ] = Backend.torch,
+        ReaderBackend,
+        typer.Option(help="Reader runtime: auto (onnx on CPU, else torch), torch, onnx, int8."),
+    ] = ReaderBackend.auto,
     precision: Annotated[
         Precision, typer.Option(help="Reader precision (torch): auto = fp16 on CUDA, else fp32.")
     ] = Precision.auto,
@@ -114,12 +118,13 @@ def ask_command(
         elif mode is AskMode.phrase:
             from odqa import load_index
             from odqa.phrase.answer import answer_phrase
+            from odqa.phrase.search import DEFAULT_MAX_ANSWER_LENGTH
 
             answer = partial(
                 answer_phrase,
                 load_index(resolve_index(index)),
                 top=top,
-                max_answer_length=max_answer_length,
+                max_answer_length=max_answer_length or DEFAULT_MAX_ANSWER_LENGTH,
                 device=device.value,
             )
         elif reader_kind is ReaderKind.generative:
@@ -151,7 +156,7 @@ def ask_command(
                 reader=reader,
                 max_seq_length=max_seq_length,
                 doc_stride=doc_stride,
-                max_answer_length=max_answer_length,
+                **({"max_answer_length": max_answer_length} if max_answer_length else {}),
                 score=score.value,
                 retriever_weight=retriever_weight,
                 no_answer_threshold=no_answer_threshold,

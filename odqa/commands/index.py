@@ -15,6 +15,7 @@ from odqa.commands._choices import (
     FaissKind,
     PhraseIndexKind,
     Pooling,
+    Precision,
     Stemmer,
     Stopwords,
 )
@@ -53,7 +54,7 @@ def check_name(name: str) -> None:
 BM25_OPTIONS = ("bm25", "k1", "b", "delta", "epsilon", "stopwords", "stemmer")
 DENSE_OPTIONS = (
     "encoder", "query_encoder", "pooling", "normalize", "query_prefix", "passage_prefix",
-    "max_length", "backend", "faiss",
+    "max_length", "backend", "precision", "faiss",
 )  # fmt: skip
 ENCODING_OPTIONS = ("batch_size", "device", "resume_chunk")
 PHRASE_OPTIONS = ("phrase_encoder", "phrase_index", "phrase_filter_threshold")
@@ -154,6 +155,10 @@ def index_command(
     backend: Annotated[
         Backend, typer.Option(help="Encoder runtime: torch, onnx or int8 (ONNX Runtime, CPU).")
     ] = Backend.torch,
+    precision: Annotated[
+        Precision,
+        typer.Option(help="Encoder precision (torch): auto = fp16 on CUDA, bf16 on AMX CPUs."),
+    ] = Precision.auto,
     faiss: Annotated[FaissKind, typer.Option(help="FAISS index kind.")] = FaissKind.flat,
     hnsw_m: Annotated[int, typer.Option(min=2, help="HNSW: links per node.")] = 32,
     ef_construction: Annotated[int, typer.Option(min=1, help="HNSW: build beam width.")] = 200,
@@ -229,6 +234,7 @@ def index_command(
                 batch_size=batch_size,
                 device=device.value,
                 backend=backend.value,
+                precision=precision.value,
                 faiss=faiss.value,
                 hnsw_m=hnsw_m,
                 ef_construction=ef_construction,

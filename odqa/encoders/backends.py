@@ -1,23 +1,23 @@
 """Model runtimes behind one signature: token batch in, pooled float32 vectors out.
 
-``torch`` runs the Hugging Face model (fp16 on CUDA). ``onnx`` exports the model with its pooling
-to ONNX once (cached under ``ODQA_CACHE``) and runs it with ONNX Runtime on the CPU; ``int8`` does
-the same after dynamic int8 quantisation of the weights (per channel), the fastest CPU option.
+``torch`` runs the Hugging Face model: fp16 on CUDA, and on the CPU fp32 or bf16 (autocast,
+chosen by ``precision auto`` on CPUs with AMX-BF16). ``onnx`` exports the model with its pooling
+to ONNX once (cached, see :mod:`odqa.runtime.onnx`) and runs it with ONNX Runtime on the CPU;
+``int8`` does the same after dynamic int8 quantisation of the weights (per channel).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from odqa.encoders.pooling import l2_normalize, pool
 from odqa.encoders.spec import EncoderSpec
 from odqa.errors import OdqaError
 from odqa.models import load_pretrained
-from odqa.onnx_export import cached_session, export_module, onnx_cache_dir
+from odqa.runtime import onnx
+from odqa.runtime.hardware import resolve_precision
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 Forward = Callable[[dict[str, "np.ndarray"]], "np.ndarray"]
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+BACKENDS = ("torch", "onnx", "int8")
+OUTPUT_NAME = "vectors"
 
 
 def load_model(spec: EncoderSpec, role: str, flag: str) -> torch.nn.Module:
@@ -47,7 +49,10 @@ def load_model(spec: EncoderSpec, role: str, flag: str) -> torch.nn.Module:
 
 
 def pooled_module(model: torch.nn.Module, spec: EncoderSpec) -> torch.nn.Module:
-    """Wrap ``model`` as a module mapping token tensors to pooled (and normalised) vectors."""
+    """Wrap ``model`` as a module mapping token tensors to pooled (and normalised) vectors.
+
+    Pooling and normalisation run in float32 whatever the model's precision.
+    """
     import torch
 
     class Pooled(torch.nn.Module):
@@ -60,9 +65,10 @@ def pooled_module(model: torch.nn.Module, spec: EncoderSpec) -> torch.nn.Module:
             inputs = dict(zip(self.names, tensors, strict=False))
             output = self.model(**inputs)
             if spec.kind == "dpr":
-                vectors = output.pooler_output
+                vectors = output.pooler_output.float()
             else:
-                vectors = pool(output.last_hidden_state, inputs["attention_mask"], spec.pooling)
+                hidden = output.last_hidden_state.float()
+                vectors = pool(hidden, inputs["attention_mask"], spec.pooling)
             return l2_normalize(vectors) if spec.normalize else vectors
 
     return Pooled().eval()
@@ -75,75 +81,102 @@ def _accepted_inputs(model: torch.nn.Module) -> list[str]:
     return [name for name in INPUT_NAMES if name in accepted]
 
 
-def torch_forward(spec: EncoderSpec, device: str, role: str, flag: str) -> Forward:
-    """A forward function running the model with PyTorch (fp16 on CUDA)."""
-    import numpy as np
-    import torch
+class TorchForward:
+    """The pooled model run by PyTorch on ``device`` in ``precision`` (fp32, bf16 autocast, or
+    fp16 weights on CUDA); ``module`` is the fp32 module (exports start from it)."""
 
-    pooled = pooled_module(load_model(spec, role, flag), spec)
-    if device == "cuda":
-        pooled = pooled.half()
-    pooled = pooled.to(device)
-    names = pooled.names
+    def __init__(self, module: torch.nn.Module, device: str, precision: str) -> None:
+        self.module = module
+        self.device = device
+        self.precision = precision
+        self.names = module.names
+        self._run = module.half().to(device) if precision == "fp16" else module.to(device)
 
-    def forward(batch: dict[str, np.ndarray]) -> np.ndarray:
-        with torch.inference_mode():
-            tensors = [torch.from_numpy(batch[name]).to(device) for name in names]
-            return pooled(*tensors).float().cpu().numpy().astype(np.float32, copy=False)
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        import numpy as np
+        import torch
 
-    return forward
-
-
-def _onnx_key(spec: EncoderSpec) -> str:
-    weights = Path(spec.path)
-    files = sorted(weights.glob("*")) if weights.is_dir() else []
-    stamps = [(p.name, p.stat().st_mtime_ns) for p in files]
-    graph = [spec.path, spec.revision, spec.kind, spec.pooling, spec.normalize]
-    blob = json.dumps([graph, stamps], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+        autocast = self.precision == "bf16"
+        with (
+            torch.inference_mode(),
+            torch.autocast(torch.device(self.device).type, torch.bfloat16, enabled=autocast),
+        ):
+            tensors = [torch.from_numpy(batch[name]).to(self.device) for name in self.names]
+            vectors = self._run(*tensors)
+        return vectors.float().cpu().numpy().astype(np.float32, copy=False)
 
 
-def export_onnx(spec: EncoderSpec, target: Path, role: str, flag: str) -> Path:
-    """Export model + pooling of ``spec`` to ``target`` (dynamic batch and sequence axes)."""
-    pooled = pooled_module(load_model(spec, role, flag), spec)
-    names = pooled.names
-    axes = {name: {0: "batch", 1: "tokens"} for name in names} | {"vectors": {0: "batch"}}
-    return export_module(
-        pooled, target, input_names=names, output_names=["vectors"], dynamic_axes=axes, tokens=8
+def torch_forward(
+    spec: EncoderSpec, device: str, role: str, flag: str, precision: str = "auto"
+) -> TorchForward:
+    """A forward function running the model with PyTorch (``precision`` resolved on ``device``)."""
+    module = pooled_module(load_model(spec, role, flag), spec)
+    return TorchForward(module, device, resolve_precision(precision, device))
+
+
+def export_pooled(module: torch.nn.Module, target: Path) -> Path:
+    """Export a :func:`pooled_module` to ``target`` (dynamic batch and sequence axes)."""
+    names = module.names
+    axes = {name: {0: "batch", 1: "tokens"} for name in names} | {OUTPUT_NAME: {0: "batch"}}
+    return onnx.export_module(
+        module, target, input_names=names, output_names=[OUTPUT_NAME], dynamic_axes=axes, tokens=8
     )
+
+
+def _cache_folder(spec: EncoderSpec) -> Path:
+    graph = [spec.model, spec.revision, spec.kind, spec.pooling, spec.normalize]
+    return onnx.cache_root() / "encoder" / onnx.fingerprint([spec.path], graph)
 
 
 def onnx_forward(
     spec: EncoderSpec, threads: int | None, quantize: bool, role: str, flag: str
 ) -> Forward:
     """A forward function running the exported (``quantize``: int8) model with ONNX Runtime."""
-    import numpy as np
 
-    session = cached_session(
-        onnx_cache_dir() / _onnx_key(spec),
-        lambda target: export_onnx(spec, target, role, flag),
-        quantize=quantize,
-        threads=threads,
-    )
-    names = [i.name for i in session.get_inputs()]
+    def export(target: Path) -> None:
+        export_pooled(pooled_module(load_model(spec, role, flag), spec), target)
+
+    path = onnx.cached_model(_cache_folder(spec), export, quantize=quantize)
+    return session_forward(path, threads)
+
+
+def session_forward(path: Path, threads: int | None = None) -> Forward:
+    """A forward function on an exported encoder file (ONNX Runtime only, no torch)."""
+    model = onnx.OnnxModel(path, threads)
 
     def forward(batch: dict[str, np.ndarray]) -> np.ndarray:
-        feed = {name: batch[name].astype(np.int64, copy=False) for name in names}
-        return session.run(None, feed)[0].astype(np.float32, copy=False)
+        return model(batch)[0]
 
     return forward
 
 
 def make_forward(
-    spec: EncoderSpec, backend: str, device: str, role: str, flag: str, **extra: Any
+    spec: EncoderSpec,
+    backend: str,
+    device: str,
+    role: str,
+    flag: str,
+    *,
+    precision: str = "auto",
+    threads: int | None = None,
 ) -> Forward:
-    """The forward function of ``backend`` (``torch``, ``onnx`` or ``int8``) on ``device``."""
+    """The forward function of ``backend`` (``torch``, ``onnx`` or ``int8``) on ``device``.
+
+    Raises:
+        OdqaError: an unknown backend, an ONNX backend off the CPU, or a precision other than
+            fp32 for an ONNX backend.
+    """
     if backend in ("onnx", "int8"):
         if device != "cpu":
             raise OdqaError(
                 f"--backend {backend} runs on the CPU: use --device cpu or --backend torch"
             )
-        return onnx_forward(spec, extra.get("threads"), backend == "int8", role, flag)
+        if precision not in ("auto", "fp32"):
+            raise OdqaError(
+                f"--precision {precision} runs with --backend torch; --backend {backend} is "
+                f"{'int8' if backend == 'int8' else 'fp32'}"
+            )
+        return onnx_forward(spec, threads, backend == "int8", role, flag)
     if backend == "torch":
-        return torch_forward(spec, device, role, flag)
-    raise OdqaError(f"unknown backend '{backend}': choose one of torch, int8, onnx")
+        return torch_forward(spec, device, role, flag, precision)
+    raise OdqaError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")

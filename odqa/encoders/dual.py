@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,26 +51,48 @@ class DualEncoder:
             device=options.device,
             batch_size=options.batch_size,
             threads=threads,
+            precision=options.precision,
         )
 
     @classmethod
-    def from_manifest(cls, section: dict[str, Any], **runtime: Any) -> DualEncoder:
+    def from_manifest(
+        cls,
+        section: dict[str, Any],
+        query_export: tuple[Path, str, str] | None = None,
+        **runtime: Any,
+    ) -> DualEncoder:
         """Rebuild the encoders recorded by :meth:`describe`.
 
         Args:
             section: the ``encoder`` dict of a dense manifest.
+            query_export: (folder, model file, backend) of the query encoder's ONNX export:
+                queries (and, for one shared model, passages) then run on ONNX Runtime and
+                ``tokenizers`` without torch.
             runtime: ``backend``, ``device``, ``batch_size``, ``threads`` overrides.
         """
         query_spec = EncoderSpec.from_dict(section["query"])
         runtime = {key: value for key, value in runtime.items() if value is not None}
         runtime.setdefault("backend", section.get("backend", "torch"))
-        return cls._build(
-            None if section.get("shared", True) else query_spec,
-            EncoderSpec.from_dict(section["passage"]),
-            query_spec.prefix,
-            section.get("include_title", True),
-            **runtime,
-        )
+        shared = section.get("shared", True)
+        passage_spec = EncoderSpec.from_dict(section["passage"])
+        include_title = section.get("include_title", True)
+        if query_export is None:
+            return cls._build(
+                None if shared else query_spec,
+                passage_spec,
+                query_spec.prefix,
+                include_title,
+                **runtime,
+            )
+        folder, model_file, backend = query_export
+        settings = {k: v for k, v in runtime.items() if k in ("batch_size", "threads")}
+        role = {} if shared else {"role": "question encoder", "flag": "--query-encoder"}
+        query = TextEncoder.from_export(query_spec, folder, model_file, backend, **settings, **role)
+        if shared:
+            passage = query.with_prefix(passage_spec.prefix)
+        else:
+            passage = TextEncoder(passage_spec, **runtime)
+        return cls(query=query, passage=passage, include_title=include_title)
 
     @classmethod
     def _build(

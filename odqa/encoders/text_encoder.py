@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,11 +16,15 @@ if TYPE_CHECKING:
 
 
 class _Runtime:
-    """The loaded tokenizer and forward function, shared by encoders of the same model."""
+    """The loaded tokenizer and forward function, shared by encoders of the same model.
 
-    def __init__(self) -> None:
+    ``load`` (when set) fills both instead of the default transformers loading.
+    """
+
+    def __init__(self, load: Callable[[_Runtime], None] | None = None) -> None:
         self.tokenizer: Any = None
         self.forward: Forward | None = None
+        self.load = load
 
 
 class TextEncoder:
@@ -34,6 +39,8 @@ class TextEncoder:
         batch_size: texts per forward pass.
         threads: CPU threads for ONNX Runtime (None: its default).
         role / flag: how error messages name this model ("dense encoder", "--encoder").
+        precision: torch backend: ``auto`` (fp16 on CUDA, bf16 on CPUs with AMX-BF16, else
+            fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA).
     """
 
     def __init__(
@@ -45,6 +52,7 @@ class TextEncoder:
         threads: int | None = None,
         role: str = "dense encoder",
         flag: str = "--encoder",
+        precision: str = "auto",
     ) -> None:
         self.spec = spec
         self.backend = backend
@@ -53,7 +61,29 @@ class TextEncoder:
         self.threads = threads
         self.role = role
         self.flag = flag
+        self.precision = precision
         self._runtime = _Runtime()
+
+    @classmethod
+    def from_export(
+        cls, spec: EncoderSpec, folder: Path, model_file: str, backend: str, **settings: Any
+    ) -> TextEncoder:
+        """An encoder running an ONNX export (``folder/model_file`` and its ``tokenizer.json``)
+        with ONNX Runtime and the ``tokenizers`` library only: no torch, no transformers.
+
+        ``settings``: ``batch_size``, ``threads``, ``role``, ``flag`` as for the constructor.
+        """
+        encoder = cls(spec, backend=backend, device="cpu", **settings)
+
+        def load(runtime: _Runtime) -> None:
+            from odqa.encoders.backends import session_forward
+            from odqa.runtime.fast_tokenizer import FastTokenizer
+
+            runtime.tokenizer = FastTokenizer.load(folder)
+            runtime.forward = session_forward(Path(folder) / model_file, encoder.threads)
+
+        encoder._runtime = _Runtime(load)
+        return encoder
 
     def with_prefix(self, prefix: str) -> TextEncoder:
         """The same loaded model with another prefix (queries vs passages of one model)."""
@@ -65,6 +95,7 @@ class TextEncoder:
             self.threads,
             self.role,
             self.flag,
+            self.precision,
         )
         twin._runtime = self._runtime
         return twin
@@ -72,6 +103,9 @@ class TextEncoder:
     def warm_up(self) -> None:
         """Load the tokenizer and model now."""
         if self._runtime.forward is not None:
+            return
+        if self._runtime.load is not None:
+            self._runtime.load(self._runtime)
             return
         from transformers import AutoTokenizer
 
@@ -85,8 +119,22 @@ class TextEncoder:
             AutoTokenizer.from_pretrained, self.spec.path, self.role, self.flag
         )
         self._runtime.forward = make_forward(
-            self.spec, self.backend, device, self.role, self.flag, threads=self.threads
+            self.spec,
+            self.backend,
+            device,
+            self.role,
+            self.flag,
+            precision=self.precision,
+            threads=self.threads,
         )
+
+    @property
+    def runtime_precision(self) -> str:
+        """The precision the model runs in (``fp32``, ``bf16``, ``fp16`` or ``int8``); loads it."""
+        self.warm_up()
+        if self.backend == "int8":
+            return "int8"
+        return getattr(self._runtime.forward, "precision", "fp32")
 
     def tokenize(self, texts: list[str], pairs: list[str] | None = None) -> dict[str, list]:
         """Token ids (and type ids) per text, truncated to ``spec.max_length``, unpadded."""

@@ -44,7 +44,7 @@ def _top_text(answered) -> list[str]:
 
 def _systems(
     mode: str, index: Any, names: list[str], reader: str | None, passages: int,
-    reader_options: dict[str, Any],
+    reader_options: dict[str, Any], ks: list[int], ranked: dict[str, list[str]],
 ):
     """(name, batch call) per system to evaluate in ``mode``."""
     from odqa.types import Query
@@ -62,7 +62,10 @@ def _systems(
 
         def phrase(batch):
             qs = [Query(q.id, q.question) for q in batch]
-            return _top_text(answer_phrase(index, qs, top=1))
+            found = answer_phrase(index, qs, top=max(ks))
+            for q, answered in zip(batch, found):
+                ranked[q.id] = [a.text for a in answered.answers]
+            return _top_text(found)
 
         return [("phrase", phrase)]
     from odqa.answering.open_book import answer_open_book
@@ -89,13 +92,17 @@ def evaluate_qa(
     latency_sample: int = 0,
     progress: Any,
     reader_options: dict[str, Any] | None = None,
+    ks: list[int] | None = None,
 ) -> tuple[list[SystemResult], list[dict]]:
     """Answer every question (top answer only) with each system and score EM / F1.
 
     ``mode`` is ``"open-book"`` (one system per retriever in ``names``) or ``"closed-book"``.
     """
     results, records = [], []
-    for name, call in _systems(mode, index, names, reader, passages, reader_options or {}):
+    ks = ks or [1]
+    ranked: dict[str, list[str]] = {}
+    systems = _systems(mode, index, names, reader, passages, reader_options or {}, ks, ranked)
+    for name, call in systems:
         run, latency = timed_run(
             data.questions,
             call,
@@ -106,6 +113,27 @@ def evaluate_qa(
         )
         result, rows = score_answers(name, data, run.outputs, latency, run.failures)
         result.counts.pop("missing")  # here an unanswered question is a failed one
+        if ranked:
+            result.metrics.update(scores_at_k(data, ranked, ks))
         results.append(result)
         records += rows
     return results, records
+
+
+def scores_at_k(data: Any, ranked: dict[str, list[str]], ks: list[int]) -> dict[str, float]:
+    """EM@k / F1@k: the best of each question's top-k answers (for systems that rank several)."""
+    from odqa.evaluate import qa_scores
+
+    n = max(len(data.questions), 1)
+    metrics: dict[str, float] = {}
+    for k in ks:
+        em = f1 = 0.0
+        for q in data.questions:
+            scored = [qa_scores(t, q.answers, regex_answers=data.regex_answers)
+                      for t in ranked.get(q.id, [])[:k]]
+            em += max((s["em"] for s in scored), default=0.0)
+            f1 += max((s["f1"] or 0.0 for s in scored), default=0.0)
+        metrics[f"em@{k}"] = em / n
+        if not data.regex_answers:
+            metrics[f"f1@{k}"] = f1 / n
+    return metrics

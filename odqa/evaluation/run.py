@@ -184,4 +184,5 @@ def _run_systems(
             latency_sample=latency_sample,
             progress=bar,
             reader_options=reader_options,
+            ks=ks,
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from odqa.errors import ModelNotAvailableError, OdqaError
+from odqa.errors import MissingDependencyError, ModelNotAvailableError, OdqaError
 from odqa.models import load_pretrained, quiet_transformers, resolve_device, resolve_model
 from odqa.readers.spans import spans_to_chars, top_spans
 from odqa.readers.windows import Window, encode_question, length_sorted_batches, pad_batch
@@ -23,7 +23,7 @@ from odqa.readers.windows import Window, encode_question, length_sorted_batches,
 DEFAULT_READER = "odqa/reader-minilm"
 """odqa's own reader (all-MiniLM-L6-v2 fine-tuned on SQuAD v1.1 train), shipped in the package."""
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-BACKENDS = ("torch", "onnx", "int8")
+BACKENDS = ("auto", "torch", "onnx", "int8")
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,11 @@ class ReaderParams:
     ``None`` (the default) keeps every span, right for SQuAD 1.1 models.
 
     ``backend``: ``torch`` runs the Hugging Face model; ``onnx`` runs it exported to ONNX Runtime
-    (fp32, CPU); ``int8`` runs the ONNX export quantised to int8 (CPU). ``precision`` (torch
-    backend): ``auto`` is fp16 on CUDA and fp32 on CPU; ``bf16`` runs under bfloat16 autocast.
-    Lower precisions are faster and may move near-tied spans.
+    (fp32, CPU; exported on first use into the cache, then loaded without torch); ``int8`` runs
+    the ONNX export quantised to int8 (CPU); ``auto`` (default) is ``onnx`` on the CPU in fp32
+    when onnxruntime is installed, else ``torch``. ``precision`` (torch backend): ``auto`` is
+    fp16 on CUDA and fp32 on CPU; ``bf16`` runs under bfloat16 autocast. Lower precisions are
+    faster and may move near-tied spans.
     """
 
     max_seq_length: int = 384
@@ -49,7 +51,7 @@ class ReaderParams:
     no_answer_threshold: float | None = None
     device: str = "auto"
     precision: str = "auto"
-    backend: str = "torch"
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -143,30 +145,53 @@ class Runtime:
     forward: Callable[[dict[str, np.ndarray]], tuple[Any, Any]]
 
 
-@lru_cache(maxsize=4)
 def load_runtime(name: str, device: str, precision: str, backend: str) -> Runtime:
-    """Load (once per process and settings) the reader ``name`` for ``backend`` on ``device``."""
+    """Load (once per process and settings) the reader ``name`` for ``backend`` on ``device``.
+
+    ``onnx`` and ``int8`` load a cached export with onnxruntime and tokenizers only (no torch);
+    the first use exports the model there (see :mod:`odqa.readers.onnx_backend`).
+    """
+    if backend in ("onnx", "int8"):
+        import sys
+
+        from odqa.readers.onnx_backend import onnx_runtime
+
+        torch = sys.modules.get("torch")  # follow the process's torch threads when it has torch
+        threads = torch.get_num_threads() if torch is not None else None
+        return Runtime(*onnx_runtime(name, quantize=backend == "int8", threads=threads))
+    return _torch_runtime(name, device, precision)
+
+
+@lru_cache(maxsize=4)
+def _torch_runtime(name: str, device: str, precision: str) -> Runtime:
     import torch
 
     model, tokenizer = load_qa_model(name, device, precision)
     names = [n for n in tokenizer.model_input_names if n != "attention_mask"]
     names.append("attention_mask")
-    if backend != "torch":
-        from odqa.readers.onnx_backend import onnx_forward
-
-        threads = torch.get_num_threads()
-        return Runtime(
-            tokenizer, onnx_forward(model, names, quantize=backend == "int8", threads=threads)
-        )
     autocast = precision == "bf16"
 
-    def forward(batch: dict[str, np.ndarray]):
+    def forward(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         inputs = {n: torch.from_numpy(batch[n]).to(device) for n in names}
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=autocast):
+        with (
+            torch.inference_mode(),
+            torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=autocast),
+        ):
             out = model(**inputs)
-        return out.start_logits, out.end_logits
+        return tuple(x.float().cpu().numpy() for x in (out.start_logits, out.end_logits))
 
     return Runtime(tokenizer, forward)
+
+
+def choose_backend(params: ReaderParams, device: str) -> str:
+    """The backend ``auto`` stands for: ``onnx`` on the CPU in fp32 when onnxruntime is
+    installed (and the model is exported or can be), ``torch`` otherwise."""
+    if params.backend != "auto":
+        return params.backend
+    from odqa.runtime import onnx
+
+    cpu_fp32 = device == "cpu" and params.precision in ("auto", "fp32")
+    return "onnx" if cpu_fp32 and onnx.export_available() else "torch"
 
 
 class ExtractiveReader:
@@ -186,12 +211,16 @@ class ExtractiveReader:
         if self._loaded is None:
             p = self.params
             device = resolve_device(p.device)
-            if p.backend != "torch" and device != "cpu":
-                raise OdqaError(
-                    f"the {p.backend} reader backend runs on CPU only: use --device cpu"
-                )
-            precision = "fp32" if p.backend != "torch" else resolve_precision(p.precision, device)
-            self._loaded = load_runtime(self.model_name, device, precision, p.backend)
+            backend = choose_backend(p, device)
+            if backend != "torch" and device != "cpu":
+                raise OdqaError(f"the {backend} reader backend runs on CPU only: use --device cpu")
+            precision = "fp32" if backend != "torch" else resolve_precision(p.precision, device)
+            try:
+                self._loaded = load_runtime(self.model_name, device, precision, backend)
+            except (MissingDependencyError, RuntimeError, OSError):
+                if p.backend != "auto":
+                    raise  # an export that fails under "auto" falls back to torch
+                self._loaded = load_runtime(self.model_name, device, precision, "torch")
 
     def read(self, questions: list[str], passages: list[list[str]]) -> list[list[PassageSpans]]:
         """Read every passage of every question; windows of all questions share batches.
@@ -226,30 +255,27 @@ class ExtractiveReader:
 
     def _read_windows(self, windows: list[Window], n_pairs: int) -> list[PassageSpans]:
         """Forward all windows in length-sorted batches and gather spans per pair."""
-        import torch
-
         tokenizer = self._loaded.tokenizer
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         found: list[list[np.ndarray]] = [[] for _ in range(n_pairs)]
         nulls = np.full(n_pairs, np.inf, dtype=np.float32)
-        with torch.inference_mode():
-            for rows in length_sorted_batches(windows, self.params.batch_size):
-                chunk = [windows[i] for i in rows]
-                batch = pad_batch(chunk, pad_id)
-                start, end = (torch.as_tensor(x) for x in self._loaded.forward(batch))
-                spans = top_spans(
-                    start,
-                    end,
-                    torch.from_numpy(batch["context"]).to(start.device),
-                    torch.tensor([w.cls for w in chunk], device=start.device),
-                    max_answer_length=self.params.max_answer_length,
-                    n_best=self.params.n_best,
-                )
-                for row, w in enumerate(chunk):
-                    ok = np.isfinite(spans.scores[row])
-                    chars = spans_to_chars(w.offsets, spans.starts[row][ok], spans.ends[row][ok])
-                    found[w.pair].append(np.column_stack([chars, spans.scores[row][ok]]))
-                    nulls[w.pair] = min(nulls[w.pair], spans.null_scores[row])
+        for rows in length_sorted_batches(windows, self.params.batch_size):
+            chunk = [windows[i] for i in rows]
+            batch = pad_batch(chunk, pad_id)
+            start, end = self._loaded.forward(batch)
+            spans = top_spans(
+                start,
+                end,
+                batch["context"],
+                np.array([w.cls for w in chunk], dtype=np.int64),
+                max_answer_length=self.params.max_answer_length,
+                n_best=self.params.n_best,
+            )
+            for row, w in enumerate(chunk):
+                ok = np.isfinite(spans.scores[row])
+                chars = spans_to_chars(w.offsets, spans.starts[row][ok], spans.ends[row][ok])
+                found[w.pair].append(np.column_stack([chars, spans.scores[row][ok]]))
+                nulls[w.pair] = min(nulls[w.pair], spans.null_scores[row])
         return [_gather(parts, float(null)) for parts, null in zip(found, nulls)]
 
 

@@ -3,7 +3,7 @@
 A span (i, j) is valid when both tokens lie in the passage, ``j >= i`` and it is at most
 ``max_answer_length`` tokens long; its score is ``start[i] + end[j]``. The search is exact: every
 valid span of the band ``i <= j < i + max_answer_length`` is scored at once (a [batch, length,
-max_answer_length] tensor), and the ``n_best`` best are kept per window.
+max_answer_length] array), and the ``n_best`` best are kept per window.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,40 +26,43 @@ class WindowSpans:
 
 
 def top_spans(start_logits, end_logits, context, cls, *, max_answer_length: int, n_best: int):
-    """Best ``n_best`` valid spans per window.
+    """Best ``n_best`` valid spans per window (numpy; array-likes such as CPU tensors work too).
 
     Args:
-        start_logits: float tensor [batch, length].
-        end_logits: float tensor [batch, length].
-        context: bool tensor [batch, length], true on passage tokens.
-        cls: long tensor [batch], position of the no-answer token.
+        start_logits: float array [batch, length].
+        end_logits: float array [batch, length].
+        context: bool array [batch, length], true on passage tokens.
+        cls: int array [batch], position of the no-answer token.
         max_answer_length: longest span in tokens.
         n_best: spans kept per window.
 
     Returns:
-        :class:`WindowSpans` with numpy arrays.
+        :class:`WindowSpans`, best first per window.
     """
-    import torch
-    import torch.nn.functional as F
-
-    start = start_logits.float().masked_fill(~context, float("-inf"))
-    end = end_logits.float().masked_fill(~context, float("-inf"))
+    start_raw = np.asarray(start_logits, dtype=np.float32)
+    end_raw = np.asarray(end_logits, dtype=np.float32)
+    context = np.asarray(context, dtype=bool)
+    start = np.where(context, start_raw, -np.inf)
+    end = np.where(context, end_raw, -np.inf)
     batch, length = start.shape
     width = max(1, min(max_answer_length, length))
     # band[b, i, d] = start[b, i] + end[b, i + d]: every span of at most `width` tokens.
-    end_band = F.pad(end, (0, width - 1), value=float("-inf")).unfold(1, width, 1)
-    band = start[:, :, None] + end_band
-    k = min(n_best, length * width)
-    scores, flat = band.reshape(batch, -1).topk(k, dim=1)
-    starts = torch.div(flat, width, rounding_mode="floor")
-    ends = starts + flat % width
-    rows = torch.arange(batch, device=start.device)
-    null = start_logits[rows, cls].float() + end_logits[rows, cls].float()
+    padded = np.pad(end, ((0, 0), (0, width - 1)), constant_values=-np.inf)
+    band = (start[:, :, None] + sliding_window_view(padded, width, axis=1)).reshape(batch, -1)
+    k = min(n_best, band.shape[1])
+    best = np.argpartition(-band, k - 1, axis=1)[:, :k] if k < band.shape[1] else None
+    if best is None:
+        best = np.broadcast_to(np.arange(band.shape[1]), band.shape)
+    scores = np.take_along_axis(band, best, axis=1)
+    order = np.lexsort((best, -scores), axis=1)
+    flat = np.take_along_axis(best, order, axis=1)
+    rows = np.arange(batch)
+    cls = np.asarray(cls, dtype=np.int64)
     return WindowSpans(
-        starts=starts.cpu().numpy(),
-        ends=ends.cpu().numpy(),
-        scores=scores.cpu().numpy(),
-        null_scores=null.cpu().numpy(),
+        starts=flat // width,
+        ends=flat // width + flat % width,
+        scores=np.take_along_axis(scores, order, axis=1),
+        null_scores=start_raw[rows, cls] + end_raw[rows, cls],
     )
 
 

@@ -5,6 +5,8 @@ Layout of ``<index>/dense``::
 
     index.faiss      the FAISS index (inner product)
     vectors.npy      exact float32 vectors, only for IVF-PQ re-ranking (read memory-mapped)
+    query_onnx/      the query encoder in ONNX + tokenizer.json: queries are encoded without
+                     torch (see :mod:`odqa.encoders.query_export`)
 
 While building, ``chunks/NNNNN.npy`` and ``build.json`` hold the encoded chunks and the settings
 they were made with; a resumed build keeps the chunks only when those settings match.
@@ -136,6 +138,7 @@ def build_dense(
         ModelNotAvailableError: the encoder cannot be loaded.
     """
     from odqa.encoders import DualEncoder
+    from odqa.encoders.query_export import EXPORT_DIR, export_query_encoder
 
     if len(passages) == 0:
         raise OdqaError("no passages to encode for the dense index")
@@ -164,10 +167,15 @@ def build_dense(
         _write_vectors(paths, dense_dir / VECTORS_FILE)
     shutil.rmtree(dense_dir / CHUNKS)
     (dense_dir / STATE_FILE).unlink()
+    query_onnx = export_query_encoder(
+        encoder.query, dense_dir / EXPORT_DIR, quantize=options.backend == "int8"
+    )
     return {
         "format": DENSE_FORMAT,
         "encoder": encoder.describe(),
         "backend": options.backend,
+        "precision": encoder.passage.runtime_precision,
+        "query_onnx": query_onnx,
         "dimension": dimension,
         "metric": "inner_product",
         "count": len(passages),
@@ -213,11 +221,14 @@ class DenseRetriever:
 
         Query-time options override the recorded defaults: ``ef_search`` (HNSW), ``nprobe`` and
         ``refine`` (IVF-PQ), ``device``, ``batch_size``, ``backend`` of the query encoder.
+        Queries run on the index's ONNX export of the query encoder when it has one (no torch
+        import) unless ``backend`` or ``device`` ask for something else.
 
         Raises:
             IndexLoadError: unknown format, missing file, or a count mismatch.
         """
         from odqa.encoders import DualEncoder
+        from odqa.encoders.query_export import usable_export
 
         folder = Path(folder)
         if section.get("format") != DENSE_FORMAT:
@@ -241,8 +252,11 @@ class DenseRetriever:
         vectors = None
         if refine and (folder / VECTORS_FILE).is_file():
             vectors = np.load(folder / VECTORS_FILE, mmap_mode="r", allow_pickle=False)
+        export = usable_export(folder, section) if device in (None, "auto", "cpu") else None
+        if export is not None and backend not in (None, export[2]):
+            export = None
         encoder = DualEncoder.from_manifest(
-            section["encoder"], device=device, batch_size=batch_size, backend=backend
+            section["encoder"], export, device=device, batch_size=batch_size, backend=backend
         )
         return cls(index, encoder, vectors, refine)
 

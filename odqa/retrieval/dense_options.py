@@ -10,6 +10,7 @@ from typing import Any
 
 from odqa.errors import OdqaError
 from odqa.models import DEFAULT_DENSE_ENCODER
+from odqa.runtime.hardware import PRECISIONS
 
 POOLINGS = ("cls", "mean", "max")
 BACKENDS = ("torch", "onnx", "int8")
@@ -34,6 +35,8 @@ class DenseOptions:
         device: ``auto``, ``cpu`` or ``cuda`` (fp16 on CUDA).
         backend: ``torch`` (default), ``onnx`` (ONNX Runtime, CPU) or ``int8`` (ONNX Runtime
             with int8 dynamic quantisation, CPU); both need ``pip install onnx onnxruntime``.
+        precision: torch backend: ``auto`` (fp16 on CUDA, bf16 autocast on CPUs with AMX-BF16,
+            else fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA only).
         include_title: encode ``title`` with the text (DPR: ``title [SEP] text``).
         faiss: ``flat`` (exact), ``hnsw`` or ``ivfpq``.
         hnsw_m / ef_construction / ef_search: HNSW graph degree, build and query beam widths.
@@ -54,6 +57,7 @@ class DenseOptions:
     batch_size: int = 64
     device: str = "auto"
     backend: str = "torch"
+    precision: str = "auto"
     include_title: bool = True
     faiss: str = "flat"
     hnsw_m: int = 32
@@ -67,7 +71,9 @@ class DenseOptions:
     chunk_size: int = 8192
 
     def __post_init__(self) -> None:
-        choices = {"pooling": POOLINGS, "backend": BACKENDS, "faiss": FAISS_KINDS}
+        choices = {
+            "pooling": POOLINGS, "backend": BACKENDS, "faiss": FAISS_KINDS, "precision": PRECISIONS
+        }  # fmt: skip
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value is not None and value not in allowed:
@@ -94,4 +100,4 @@ class DenseOptions:
     def encoding_dict(self) -> dict[str, Any]:
         """The fields that change passage vectors (a resumed build must match these)."""
         keys = ("encoder", "query_encoder", "pooling", "normalize", "passage_prefix", "max_length")
-        return {key: getattr(self, key) for key in (*keys, "backend", "include_title")}
+        return {key: getattr(self, key) for key in (*keys, "backend", "precision", "include_title")}

@@ -5,9 +5,13 @@ memoised); (passage, term, count) triples are gathered in chunks that are spille
 memory does not grow with the corpus. At the end every (term, passage) score is computed with
 the formulas of :mod:`odqa.retrieval.bm25_formulas`, chunk by chunk, and scattered into
 memory-mapped ``.npy`` arrays in term order (memory-mapped again at search).
-Search: a query's score vector is the sum of its terms' rows, for a batch of queries at once as
-one sparse product (queries x terms) @ (terms x passages); top-k by ``partition`` over the
-touched passages only, ties broken by passage order.
+The per-term and per-block maximum scores (:mod:`odqa.retrieval.bm25_bounds`) are written too.
+Search: a query's score vector is the sum of its terms' rows; the top k among the passages that
+hold a query term, ties broken by passage order. :meth:`BM25Retriever.search_ids` runs the
+compiled kernels (:mod:`odqa.retrieval.bm25_engine`: block-max MaxScore, or exhaustive
+term-at-a-time scoring), over several threads for a batch; :meth:`BM25Retriever.search_ids_numpy`
+is the NumPy reference with the same results (one sparse product (queries x terms) @ (terms x
+passages) per batch, top-k by ``partition``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from odqa.errors import IndexLoadError
+from odqa.errors import IndexLoadError, OdqaError
+from odqa.retrieval import bm25_bounds
 from odqa.retrieval import bm25_formulas as f
 from odqa.retrieval.bm25_formulas import BM25Params
 from odqa.retrieval.topk import top_k
@@ -167,6 +172,7 @@ class SparseBuilder:
         }
         for name, array in arrays.items():
             np.save(folder / f"{name}.npy", array, allow_pickle=False)
+        smallest = bm25_bounds.write_maxima(folder, indptr, bm25_bounds.BLOCK_SIZE)
         terms_by_id = sorted(self.vocab, key=self.vocab.__getitem__)
         (folder / "vocab.json").write_text(json.dumps(terms_by_id, ensure_ascii=False))
         return {
@@ -175,6 +181,8 @@ class SparseBuilder:
             "vocabulary_size": n_terms,
             "nonzeros": nnz,
             "average_length": avgdl,
+            "block_size": bm25_bounds.BLOCK_SIZE,
+            "min_score": smallest,
         }
 
     def _scores(
@@ -200,8 +208,16 @@ class SparseBuilder:
 class BM25Retriever:
     """Scores queries against a memory-mapped BM25 matrix written by :class:`SparseBuilder`."""
 
-    def __init__(self, folder: Path, section: dict[str, Any], n_passages: int) -> None:
+    def __init__(
+        self, folder: Path, section: dict[str, Any], n_passages: int, threads: int | None = None
+    ) -> None:
+        """Memory-map the arrays in ``folder``; ``threads``: for batches (None: all cores)."""
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or threads < 1):
+            raise OdqaError(f"bm25 threads must be a positive integer, got {threads!r}")
         self.folder = folder
+        self.section = section
+        self.threads = threads
         self.params = BM25Params(**section["params"])
         self.analyzer = Analyzer(**section["analyzer"])
         try:
@@ -223,11 +239,50 @@ class BM25Retriever:
             )
         self._vocab: dict[str, int] | None = None
         self._rows_of_words: dict[str, int] = {}
-        self._buffer = np.zeros(n_passages, dtype=np.float32)
-        self._marks = np.zeros(n_passages, dtype=np.bool_)
+        self._buffer: np.ndarray | None = None
+        self._marks: np.ndarray | None = None
         self._has_base = bool(np.any(self.term_base))
         self._matrix: sp.csr_matrix | None = None
-        self._positive: bool | None = None
+        min_score = section.get("min_score")
+        self._positive: bool | None = None if min_score is None else min_score > 0
+        self._bounds = self._load_bounds()
+        self._engine: Any = None
+
+    def _load_bounds(self) -> Any:
+        """The per-term and per-block maxima, or None (an index built before they existed, or
+        one with scores <= 0, which pruning cannot use: then every posting is scored)."""
+        block_size = self.section.get("block_size")
+        paths = [self.folder / f"{name}.npy" for name in bm25_bounds.FILES]
+        if not isinstance(block_size, int) or block_size < 1 or not self._positive:
+            return None
+        if not all(path.is_file() for path in paths):
+            return None
+        try:
+            term_max, block_max = (np.asarray(np.load(p, mmap_mode="r")) for p in paths)
+        except (OSError, ValueError) as exc:
+            raise IndexLoadError(
+                f"{self.folder}: BM25 bounds unreadable ({exc}); rebuild the index with --force"
+            ) from None
+        block_ptr = bm25_bounds.block_pointers(self.indptr, block_size)
+        if len(term_max) != len(self.indptr) - 1 or len(block_max) != block_ptr[-1] or (
+            term_max.dtype != np.float32 or block_max.dtype != np.float32
+        ):
+            raise IndexLoadError(
+                f"{self.folder}: term_max.npy / block_max.npy do not match the BM25 matrix; "
+                "rebuild the index with --force"
+            )
+        return {
+            "term_max": term_max,
+            "block_max": block_max,
+            "block_ptr": block_ptr,
+            "block_size": block_size,
+        }
+
+    @property
+    def pruned(self) -> bool:
+        """Whether :meth:`search_ids` prunes with block-max MaxScore (else scores every
+        posting of the query's terms; the results are the same)."""
+        return self._bounds is not None
 
     @property
     def vocab(self) -> dict[str, int]:
@@ -278,7 +333,57 @@ class BM25Retriever:
         return out
 
     def search_ids(self, queries: list[str], k: int) -> list[RankedIds]:
-        """Top ``k`` passages per query among those sharing at least one term with it."""
+        """Top ``k`` passages per query among those sharing at least one term with it.
+
+        Compiled kernels, the batch shared between :attr:`threads` threads; the results equal
+        :meth:`search_ids_numpy`'s exactly.
+        """
+        if k <= 0:
+            return [(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in queries]
+        from odqa.retrieval.bm25_engine import QueryBatch
+
+        terms = [self._rows_counts(q) for q in queries]
+        rows: list[int] = []
+        counts: list[int] = []
+        offsets = [0]
+        for query_rows, query_counts in terms:
+            rows.extend(query_rows)
+            counts.extend(query_counts)
+            offsets.append(len(rows))
+        batch = QueryBatch(
+            np.asarray(rows, dtype=np.int64),
+            np.asarray(counts, dtype=np.float32),
+            np.asarray(offsets, dtype=np.int64),
+        )
+        engine = self._compiled()
+        scores, docs, sizes = engine.search(batch, k, self._thread_count())
+        results: list[RankedIds] = []
+        for q, (query_rows, query_counts) in enumerate(terms):
+            n = int(sizes[q])
+            ids, found = docs[q, :n].copy(), scores[q, :n].copy()
+            if self._has_base and n:
+                found = found + self._base(query_rows, query_counts)
+            results.append((ids, found))
+        return results
+
+    def _thread_count(self) -> int:
+        from odqa.retrieval.bm25_engine import all_cores
+
+        return self.threads or all_cores()
+
+    def _compiled(self) -> Any:
+        """The compiled search engine, made on first use (imports numba)."""
+        if self._engine is None:
+            from odqa.retrieval.bm25_engine import Bounds, CompiledSearch
+
+            bounds = Bounds(**self._bounds) if self._bounds is not None else None
+            self._engine = CompiledSearch(
+                self.data, self.indices, self.indptr, self.n_passages, bounds
+            )
+        return self._engine
+
+    def search_ids_numpy(self, queries: list[str], k: int) -> list[RankedIds]:
+        """:meth:`search_ids` in NumPy/SciPy, one thread (the reference the kernels match)."""
         terms = [self._rows_counts(q) for q in queries]
         if not self._all_positive():
             return [self._search_one(rows, counts, k) for rows, counts in terms]
@@ -371,6 +476,9 @@ class BM25Retriever:
         """One query by scattering its rows into a dense buffer (any sign of scores)."""
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if self._buffer is None or self._marks is None:
+            self._buffer = np.zeros(self.n_passages, dtype=np.float32)
+            self._marks = np.zeros(self.n_passages, dtype=np.bool_)
         buffer, marks, indptr = self._buffer, self._marks, self.indptr
         touched = []
         for row, count in zip(rows, counts):

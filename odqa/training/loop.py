@@ -194,6 +194,13 @@ def train(
     state = LoopState()
     if resume:
         state = _load_checkpoint(checkpoint_dir, model, optimizer, config, device)
+    elif checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()) and not (
+        checkpoint_dir / "state.json"
+    ).is_file():
+        raise OdqaError(
+            f"checkpoint folder {checkpoint_dir} holds files that are not an odqa checkpoint: "
+            "choose another --checkpoint-dir"
+        )
     elif (checkpoint_dir / "state.json").is_file():
         raise OdqaError(
             f"{checkpoint_dir} holds a checkpoint of an earlier run: continue it with --resume, "

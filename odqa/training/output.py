@@ -60,3 +60,12 @@ def write_record(folder: Path, record: dict[str, Any]) -> None:
     full = {**record, "versions": library_versions(),
             "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (folder / RECORD).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+
+
+def discard_checkpoints(checkpoint_dir: Path) -> None:
+    """Remove a finished run's checkpoint folder and the scratch folders beside it that odqa
+    made (``<checkpoint>-bm25`` of dense training)."""
+    for folder in (checkpoint_dir, checkpoint_dir.with_name(checkpoint_dir.name + "-bm25")):
+        if folder.is_dir() and ((folder / "state.json").is_file()
+                                or (folder / "paragraphs.jsonl").is_file()):
+            shutil.rmtree(folder)

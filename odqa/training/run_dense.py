@@ -19,7 +19,13 @@ from odqa.training.dense import (
     save_sentence_transformers,
 )
 from odqa.training.loop import LoopConfig, train
-from odqa.training.output import RECORD, check_output, write_output, write_record
+from odqa.training.output import (
+    RECORD,
+    check_output,
+    discard_checkpoints,
+    write_output,
+    write_record,
+)
 from odqa.training.run_reader import sample_examples
 
 
@@ -53,11 +59,13 @@ def train_dense(
     if spec.kind == "dpr":
         raise OdqaError("--base: DPR pairs have two encoders; train from a single encoder")
     examples, _ = load_qa_examples(train_files)
-    examples = sample_examples(examples, max_examples, config.seed)
+    # Every training paragraph is a candidate hard negative, also those of unsampled questions.
     paragraph_ids: dict[tuple[str, str], int] = {}
-    positive = np.array([paragraph_ids.setdefault((e.title, e.context), len(paragraph_ids))
-                         for e in examples], dtype=np.int64)
+    for e in examples:
+        paragraph_ids.setdefault((e.title, e.context), len(paragraph_ids))
     paragraphs = list(paragraph_ids)
+    examples = sample_examples(examples, max_examples, config.seed)
+    positive = np.array([paragraph_ids[(e.title, e.context)] for e in examples], dtype=np.int64)
     negatives = None
     if params.hard_negatives:
         negatives = hard_negatives(examples, paragraphs, positive, params.bm25_depth,
@@ -97,4 +105,5 @@ def train_dense(
         write_record(folder, record)
 
     write_output(out, write)
+    discard_checkpoints(checkpoint_dir)
     return json.loads((out / RECORD).read_text(encoding="utf-8"))

@@ -10,7 +10,13 @@ from typing import Any
 from odqa.errors import OdqaError
 from odqa.training.data import file_sha256, load_qa_examples
 from odqa.training.loop import LoopConfig, train
-from odqa.training.output import RECORD, check_output, write_output, write_record
+from odqa.training.output import (
+    RECORD,
+    check_output,
+    discard_checkpoints,
+    write_output,
+    write_record,
+)
 from odqa.training.phrase import PhraseTrainParams, PhraseTrainTask
 from odqa.training.run_reader import SAVE_MODES, sample_examples
 
@@ -84,4 +90,5 @@ def train_phrase(
         write_record(folder, record)
 
     write_output(out, write)
+    discard_checkpoints(checkpoint_dir)
     return json.loads((out / RECORD).read_text(encoding="utf-8"))

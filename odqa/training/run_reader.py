@@ -12,7 +12,13 @@ import numpy as np
 from odqa.errors import OdqaError
 from odqa.training.data import QAExample, file_sha256, load_qa_examples
 from odqa.training.loop import LoopConfig, train
-from odqa.training.output import RECORD, check_output, write_output, write_record
+from odqa.training.output import (
+    RECORD,
+    check_output,
+    discard_checkpoints,
+    write_output,
+    write_record,
+)
 from odqa.training.reader import ReaderTrainParams, ReaderTrainTask
 
 SAVE_MODES = ("full", "delta")
@@ -106,6 +112,7 @@ def train_reader(
         write_record(folder, record)
 
     write_output(out, write)
+    discard_checkpoints(checkpoint_dir)
     if eval_examples is not None:
         record["eval"] = evaluate_model(out, eval_file, eval_examples, params, progress)
         write_record(out, record)
