@@ -5,18 +5,23 @@ Corpus: the 2,067 SQuAD v1.1 dev paragraphs, kept whole (title + context). Quest
 SQuAD-open questions (the same 10,570 dev questions, DPR's answer lists). All in one run:
 
 1. Encoding speed. The same passage texts (``title. context``, a seeded subsample of
-   ``--timing-passages``) are encoded by sentence-transformers' ``encode`` and by odqa's encoder
-   for each backend (torch, onnx, int8), same model (the packaged all-MiniLM-L6-v2), same batch
-   size, same thread count (``--threads``). Runs alternate in ``--rounds`` rounds and the best
-   round counts, so a busy machine penalises every system alike. Printed: passages/s and the
-   ratio against sentence-transformers.
-2. Quality loss of the fast backends: cosine of their passage vectors with the torch ones.
-3. Retrieval: ``odqa index --retrievers bm25,dense`` (default settings, flat FAISS) is built on the
-   corpus; top-1/5/20/100 answer recall (DPR's has_answer: an answer's tokens occur in the
-   passage) for bm25, dense, hybrid (RRF k=60) and hybrid linear (alpha 0.5); then dense and
-   hybrid again with the passages and queries encoded by the int8 backend.
+   ``--timing-passages``) are encoded by sentence-transformers' ``encode`` in each of its CPU
+   configurations (torch fp32; torch under ``torch.autocast("cpu", dtype=torch.bfloat16)``;
+   ``backend="onnx"`` and its int8 quantisation when optimum is installed) and by odqa's encoder
+   in each of its own (torch fp32, torch bf16, onnx, int8), same model (the packaged
+   all-MiniLM-L6-v2), same batch size, same thread count (``--threads``). Runs alternate in
+   ``--rounds`` rounds and the best round counts, so a busy machine penalises every system alike.
+   Printed: passages/s, the ratio against sentence-transformers fp32, and odqa's best against
+   sentence-transformers' best.
+2. Quality loss of the fast configurations: cosine of their passage vectors with odqa torch fp32.
+   Also printed: what ``--precision auto`` picks on this CPU (bf16 only with AMX-BF16).
+3. Retrieval (skip with ``--no-recall``): ``odqa index --retrievers bm25,dense`` (default settings,
+   flat FAISS, fp32) is built on the corpus; top-1/5/20/100 answer recall (DPR's has_answer: an
+   answer's tokens occur in the passage) for bm25, dense, hybrid (RRF k=60) and hybrid linear
+   (alpha 0.5); then dense and hybrid again with the passages encoded in bf16 and with passages
+   and queries encoded by the int8 backend.
 
-usage: python bench/dense.py [--questions N] [--timing-passages 512] [--threads 2]
+usage: python bench/dense.py [--questions N] [--timing-passages 512] [--threads 2] [--no-recall]
 """
 
 from __future__ import annotations
@@ -33,7 +38,12 @@ import numpy as np
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SQUAD = SHARED / "squad-v1.1" / "dev-v1.1.json"
 QUESTIONS = SHARED / "squad-open" / "topics.dpr.squad.test.txt"
-BACKENDS = ("torch", "onnx", "int8")
+ODQA_CONFIGS = {  # name: (backend, precision)
+    "odqa torch fp32": ("torch", "fp32"),
+    "odqa torch bf16": ("torch", "bf16"),
+    "odqa onnx": ("onnx", "auto"),
+    "odqa int8": ("int8", "auto"),
+}
 KS = (1, 5, 20, 100)
 
 
@@ -44,29 +54,59 @@ def read_questions(limit: int | None, seed: int = 0) -> list[dict]:
     return rows
 
 
-def passage_texts(index) -> list[str]:
-    """The text odqa's encoder sees for each passage (title, then text)."""
-    return [f"{p.title}. {p.text}" if p.title else p.text for p in index.passages]
-
-
-def time_encoders(texts: list[str], threads: int, batch_size: int, rounds: int) -> dict:
-    """Best-of-rounds passages/s for sentence-transformers and each odqa backend."""
+def peer_runners(texts: list[str], batch_size: int) -> dict:
+    """sentence-transformers in each CPU configuration it documents (ONNX ones need optimum)."""
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from odqa.encoders import TextEncoder, inspect_encoder
     from odqa.models import DEFAULT_DENSE_ENCODER, resolve_model
 
+    path = resolve_model(DEFAULT_DENSE_ENCODER)
+    model = SentenceTransformer(path, device="cpu")
+
+    def bf16():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model.encode(texts, batch_size=batch_size)
+
+    runners = {
+        "s-t torch fp32": lambda: model.encode(texts, batch_size=batch_size),
+        "s-t torch bf16 autocast": bf16,
+    }
+    try:
+        onnx_model = SentenceTransformer(path, device="cpu", backend="onnx")
+        runners["s-t onnx"] = lambda: onnx_model.encode(texts, batch_size=batch_size)
+        from sentence_transformers import export_dynamic_quantized_onnx_model
+
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_model.save(tmp)
+            export_dynamic_quantized_onnx_model(onnx_model, "avx512_vnni", tmp)
+            quantized = SentenceTransformer(
+                tmp, device="cpu", backend="onnx",
+                model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"},
+            )  # fmt: skip
+        runners["s-t onnx int8"] = lambda: quantized.encode(texts, batch_size=batch_size)
+    except Exception as exc:  # optimum missing or an export failure: say so, keep the rest
+        print(f"  (sentence-transformers ONNX configurations skipped: {str(exc)[:120]})")
+    return runners
+
+
+def time_encoders(texts: list[str], threads: int, batch_size: int, rounds: int) -> dict:
+    """Best-of-rounds passages/s for each sentence-transformers and odqa configuration."""
+    import torch
+
+    from odqa.encoders import TextEncoder, inspect_encoder
+    from odqa.models import DEFAULT_DENSE_ENCODER
+
     torch.set_num_threads(threads)
-    reference = SentenceTransformer(resolve_model(DEFAULT_DENSE_ENCODER), device="cpu")
     spec = inspect_encoder(DEFAULT_DENSE_ENCODER)
-    runners = {"sentence-transformers": lambda: reference.encode(texts, batch_size=batch_size)}
-    for backend in BACKENDS:
+    runners = peer_runners(texts, batch_size)
+    for name, (backend, precision) in ODQA_CONFIGS.items():
         encoder = TextEncoder(
-            spec, backend=backend, device="cpu", batch_size=batch_size, threads=threads
-        )
+            spec, backend=backend, device="cpu", batch_size=batch_size, threads=threads,
+            precision=precision,
+        )  # fmt: skip
         encoder.warm_up()
-        runners[f"odqa {backend}"] = lambda e=encoder: e.encode(texts)
+        runners[name] = lambda e=encoder: e.encode(texts)
     best: dict[str, float] = {}
     vectors: dict[str, np.ndarray] = {}
     for _ in range(rounds):
@@ -99,17 +139,42 @@ def recall(index, retriever, questions: list[dict], name: str) -> dict[int, floa
     return scores
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--questions", type=int, default=None, help="subsample (default: all)")
-    parser.add_argument("--timing-passages", type=int, default=512)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
+def squad_texts() -> list[str]:
+    """The 2,067 SQuAD dev paragraphs as odqa's encoder sees them (``title. context``)."""
+    articles = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
+    return [f"{a['title']}. {p['context']}" for a in articles for p in a["paragraphs"]]
 
-    import torch
 
+def print_timing(timing: dict, count: int, args: argparse.Namespace) -> dict[str, float]:
+    """The encoding table; returns passages/s per configuration."""
+    from odqa.runtime.hardware import has_amx_bf16, resolve_precision
+
+    seconds = timing["seconds"]
+    reference = timing["vectors"]["odqa torch fp32"]
+    baseline = seconds["s-t torch fp32"]
+    print(
+        f"\nencoding {count} passages, {args.threads} threads, batch {args.batch_size}, "
+        f"best of {args.rounds} rounds (--precision auto here: "
+        f"{resolve_precision('auto', 'cpu')}; AMX-BF16: {'yes' if has_amx_bf16() else 'no'}):"
+    )
+    print(f"  {'system':<26}{'passages/s':>12}{'vs s-t fp32':>13}{'min cos vs fp32':>17}")
+    for name, value in seconds.items():
+        vectors = timing["vectors"][name]
+        cos = (vectors * reference).sum(1) / np.linalg.norm(vectors, axis=1)
+        cos /= np.linalg.norm(reference, axis=1)
+        print(f"  {name:<26}{count / value:>12.1f}{baseline / value:>12.2f}x{cos.min():>17.5f}")
+    speeds = {name: count / value for name, value in seconds.items()}
+    peer = max((n for n in speeds if n.startswith("s-t")), key=speeds.get)
+    best = max((n for n in speeds if n.startswith("odqa")), key=speeds.get)
+    print(
+        f"  odqa's best ({best}) vs sentence-transformers' best ({peer}): "
+        f"{speeds[best] / speeds[peer]:.2f}x (target >= 1.5)"
+    )
+    return speeds
+
+
+def recall_section(args: argparse.Namespace, tmp: Path) -> dict[str, dict[int, float]]:
+    """Build the SQuAD dev index (fp32) and measure recall for each retriever and precision."""
     from odqa import load_index
     from odqa.build import BuildOptions, build_index
     from odqa.corpus import CorpusOptions
@@ -117,73 +182,76 @@ def main() -> None:
     from odqa.retrieval.dense_options import DenseOptions
     from odqa.retrieval.hybrid import HybridRetriever
 
-    torch.set_num_threads(args.threads)
     questions = read_questions(args.questions)
+    out = tmp / "squad"
+    dense = DenseOptions(device="cpu", batch_size=args.batch_size, precision="fp32")
+    options = BuildOptions(
+        corpus=CorpusOptions(format="squad", passage_words=0),
+        retrievers=("bm25", "dense"),
+        dense=dense,
+    )
+    start = time.perf_counter()
+    build_index([SQUAD], out, options)
+    index = load_index(str(out))
+    print(f"\ncorpus: {len(index.passages):,} SQuAD dev paragraphs; {len(questions):,} questions")
+    print(f"index build (bm25 + dense, torch fp32, flat): {time.perf_counter() - start:.1f} s")
+    print(f"answer recall (%), top-k:  {''.join(f'{k:>8}' for k in KS)}")
+    results = {}
+    results["bm25"] = recall(index, index.retriever("bm25"), questions, "bm25")
+    results["dense"] = recall(index, index.retriever("dense"), questions, "dense")
+    results["hybrid"] = recall(index, index.retriever("hybrid"), questions, "hybrid rrf")
+    linear = index.retriever("hybrid", fusion="linear", alpha=0.5)
+    results["linear"] = recall(index, linear, questions, "hybrid linear 0.5")
+    for name, variant in (
+        ("bf16", DenseOptions(batch_size=args.batch_size, precision="bf16")),
+        ("int8", DenseOptions(batch_size=args.batch_size, backend="int8")),
+    ):
+        folder = tmp / f"dense-{name}"
+        folder.mkdir()
+        start = time.perf_counter()
+        section = build_dense(folder, index.passages, variant, False, None)
+        print(f"  ({name} passage encoding of the corpus: {time.perf_counter() - start:.1f} s)")
+        retriever = DenseRetriever.load(folder, section)
+        results[f"dense-{name}"] = recall(index, retriever, questions, f"dense {name}")
+        hybrid = HybridRetriever(index.retriever("bm25"), retriever)
+        results[f"hybrid-{name}"] = recall(index, hybrid, questions, f"hybrid rrf {name}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--questions", type=int, default=None, help="subsample (default: all)")
+    parser.add_argument("--timing-passages", type=int, default=512, help="2067: all of them")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-recall", action="store_true", help="encoding speed only")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    texts = squad_texts()
+    sample = random.Random(0).sample(texts, min(args.timing_passages, len(texts)))
+    timing = time_encoders(sample, args.threads, args.batch_size, args.rounds)
+    speeds = print_timing(timing, len(sample), args)
+    if args.no_recall:
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "squad"
-        dense = DenseOptions(device="cpu", batch_size=args.batch_size)
-        options = BuildOptions(
-            corpus=CorpusOptions(format="squad", passage_words=0),
-            retrievers=("bm25", "dense"),
-            dense=dense,
-        )
-        start = time.perf_counter()
-        manifest = build_index([SQUAD], out, options)
-        build_seconds = time.perf_counter() - start
-        index = load_index(str(out))
-        count = len(index.passages)
-        print(f"corpus: {count:,} SQuAD dev paragraphs; {len(questions):,} SQuAD-open questions")
-        print(f"index build (bm25 + dense, torch, flat): {build_seconds:.1f} s\n")
-
-        texts = passage_texts(index)
-        sample = random.Random(0).sample(texts, min(args.timing_passages, len(texts)))
-        timing = time_encoders(sample, args.threads, args.batch_size, args.rounds)
-        baseline = timing["seconds"]["sentence-transformers"]
-        reference = timing["vectors"]["odqa torch"]
-        print(
-            f"encoding {len(sample)} passages, {args.threads} threads, batch {args.batch_size}, "
-            f"best of {args.rounds} rounds:"
-        )
-        print(f"  {'system':<24}{'passages/s':>12}{'vs s-t':>9}{'min cos vs torch':>18}")
-        for name, seconds in timing["seconds"].items():
-            vectors = timing["vectors"][name]
-            cos = (vectors * reference).sum(1) / np.linalg.norm(vectors, axis=1)
-            print(
-                f"  {name:<24}{len(sample) / seconds:>12.1f}{baseline / seconds:>8.2f}x"
-                f"{cos.min():>18.5f}"
-            )
-
-        print(f"\nanswer recall (%), top-k:  {''.join(f'{k:>8}' for k in KS)}")
-        results = {}
-        results["bm25"] = recall(index, index.retriever("bm25"), questions, "bm25")
-        results["dense"] = recall(index, index.retriever("dense"), questions, "dense")
-        results["hybrid"] = recall(index, index.retriever("hybrid"), questions, "hybrid rrf")
-        linear = index.retriever("hybrid", fusion="linear", alpha=0.5)
-        results["linear"] = recall(index, linear, questions, "hybrid linear 0.5")
-
-        int8_dir = Path(tmp) / "dense-int8"
-        int8_dir.mkdir()
-        start = time.perf_counter()
-        section = build_dense(int8_dir, index.passages, DenseOptions(backend="int8"), False, None)
-        print(f"  (int8 passage encoding of the corpus: {time.perf_counter() - start:.1f} s)")
-        int8 = DenseRetriever.load(int8_dir, section)
-        results["dense-int8"] = recall(index, int8, questions, "dense int8")
-        hybrid_int8 = HybridRetriever(index.retriever("bm25"), int8)
-        results["hybrid-int8"] = recall(index, hybrid_int8, questions, "hybrid rrf int8")
-        del manifest
-
+        results = recall_section(args, Path(tmp))
     top20 = {name: 100 * scores[20] for name, scores in results.items()}
+    baseline = speeds["s-t torch fp32"]
     print("\ntargets:")
     print(
         f"  hybrid top-20 above bm25 and dense: {top20['hybrid']:.1f} vs "
         f"{top20['bm25']:.1f} / {top20['dense']:.1f}"
     )
-    speeds = {name: baseline / s for name, s in timing["seconds"].items()}
-    print(f"  default backend vs sentence-transformers: {speeds['odqa torch']:.2f}x (>= 1)")
-    print(
-        f"  int8 backend: {speeds['odqa int8']:.2f}x (>= 1.5), top-20 dense "
-        f"{top20['dense-int8'] - top20['dense']:+.2f} points (within 0.5)"
-    )
+    for name, config in (("bf16", "odqa torch bf16"), ("int8", "odqa int8")):
+        print(
+            f"  {name}: {speeds[config] / baseline:.2f}x s-t fp32, top-20 dense "
+            f"{top20[f'dense-{name}'] - top20['dense']:+.2f} points (bf16: within 0.2 to stay "
+            f"the --precision auto choice on AMX CPUs)"
+        )
 
 
 if __name__ == "__main__":

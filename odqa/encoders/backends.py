@@ -83,7 +83,8 @@ def _accepted_inputs(model: torch.nn.Module) -> list[str]:
 
 class TorchForward:
     """The pooled model run by PyTorch on ``device`` in ``precision`` (fp32, bf16 autocast, or
-    fp16 weights on CUDA); ``module`` is the fp32 module (exports start from it)."""
+    fp16 weights on CUDA); ``module`` is the pooled module (an fp32 CPU one is what exports
+    start from)."""
 
     def __init__(self, module: torch.nn.Module, device: str, precision: str) -> None:
         self.module = module

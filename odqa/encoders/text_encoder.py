@@ -129,6 +129,12 @@ class TextEncoder:
         )
 
     @property
+    def torch_free(self) -> bool:
+        """True when this encoder runs an ONNX export with ``tokenizers`` (see
+        :meth:`from_export`): encoding never imports torch or transformers."""
+        return self._runtime.load is not None
+
+    @property
     def runtime_precision(self) -> str:
         """The precision the model runs in (``fp32``, ``bf16``, ``fp16`` or ``int8``); loads it."""
         self.warm_up()
