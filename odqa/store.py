@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from odqa.errors import IndexLoadError, OdqaError
+from odqa.lazy_hits import stored_hits
 from odqa.text import Analyzer
 from odqa.types import Hit, Passage, RankedIds
 
@@ -35,6 +36,8 @@ INDEX_ENTRIES = frozenset({MANIFEST, PASSAGES, OFFSETS, *KINDS})
 """The top-level entries odqa writes into an index folder."""
 BM25_FILES = ("data.npy", "indices.npy", "indptr.npy", "term_base.npy", "doc_lengths.npy")
 BM25_VOCAB = "vocab.json"
+BM25_OPTIONS = ("threads", "strategy")
+"""Search options the BM25 retriever takes (see :class:`odqa.retrieval.sparse.BM25Retriever`)."""
 
 # Required manifest fields and their types, per section ("" is the top level). An index whose
 # manifest breaks this schema is refused on load with the field named.
@@ -138,6 +141,13 @@ class PassageStore:
     def get_many(self, indices: list[int] | np.ndarray) -> list[Passage]:
         """Passages at ``indices``, in the order given."""
         return [self[int(i)] for i in indices]
+
+    def record_head(self, i: int, size: int) -> bytes:
+        """The first ``size`` bytes (at most) of passage ``i``'s record, for its id alone."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"passage {i} out of range 0..{len(self) - 1}")
+        start = int(self.offsets[i])
+        return self._map[start : min(int(self.offsets[i + 1]), start + size)]
 
     def __iter__(self) -> Iterator[Passage]:
         with open(self.folder / PASSAGES, "rb") as handle:
@@ -334,9 +344,12 @@ class Index:
                 f"with `odqa index ... --retrievers {name if name != 'hybrid' else 'bm25,dense'}`"
             )
         if name == "bm25":
-            if options:
-                raise OdqaError(f"bm25 takes no search options, got {', '.join(options)}")
-            return self._open_bm25()
+            unknown = sorted(set(options) - set(BM25_OPTIONS))
+            if unknown:
+                raise OdqaError(
+                    f"bm25 search options are {', '.join(BM25_OPTIONS)}; got {', '.join(unknown)}"
+                )
+            return self._open_bm25(**options)
         if name == "phrase":
             from odqa.phrase.search import PhraseRetriever
 
@@ -356,13 +369,13 @@ class Index:
             self.retriever("bm25"), self.retriever("dense", **dense_options), **fusion_options
         )
 
-    def _open_bm25(self) -> Any:
+    def _open_bm25(self, **options: Any) -> Any:
         """The BM25 retriever with its vocabulary loaded and checked against the manifest."""
         from odqa.retrieval.sparse import BM25Retriever
 
         folder, section = self.path / "bm25", self.manifest["bm25"]
         try:
-            retriever = BM25Retriever(folder, section, len(self.passages))
+            retriever = BM25Retriever(folder, section, len(self.passages), **options)
         except (TypeError, ValueError, OSError) as exc:
             raise IndexLoadError(
                 f"{folder}: unreadable BM25 files ({_reason(exc)}); rebuild the index with --force"
@@ -383,17 +396,9 @@ class Index:
         return retriever
 
     def to_hits(self, ranked: list[RankedIds]) -> list[list[Hit]]:
-        """Turn per-query (indices, scores) into :class:`Hit` lists with passage text."""
-        results = []
-        for indices, scores in ranked:
-            passages = self.passages.get_many(indices)
-            results.append(
-                [
-                    Hit(p.id, p.doc_id, float(s), rank, p.title, p.text)
-                    for rank, (p, s) in enumerate(zip(passages, scores), 1)
-                ]
-            )
-        return results
+        """Turn per-query (indices, scores) into :class:`Hit` lists; each hit reads its passage
+        on first use (:class:`~odqa.lazy_hits.StoredHit`), so ids alone never parse text."""
+        return stored_hits(self.passages, ranked)
 
     def search(
         self, queries: list[str], k: int = 10, retriever: str = "bm25", **options: Any

@@ -55,6 +55,10 @@ def search_command(
         int | None, typer.Option(min=1, help="dense HNSW: search beam width.")
     ] = None,
     nprobe: Annotated[int | None, typer.Option(min=1, help="dense IVF-PQ: lists visited.")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="bm25: threads sharing a batch of queries (default: all cores)."),
+    ] = None,
     fmt: Annotated[HitFormat, typer.Option("--format", help="Output format.")] = HitFormat.table,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
 ) -> None:
@@ -72,6 +76,7 @@ def search_command(
             depth=depth,
             ef_search=ef_search,
             nprobe=nprobe,
+            threads=threads,
         )
         prepare_output(output, "--output")
         batch = gather_queries(query, queries)
@@ -117,6 +122,9 @@ def unused_options(retriever: str, fusion: Fusion | None) -> dict[str, str | Non
                             else None),
         "ef_search": dense,
         "nprobe": dense,
+        "threads": None if retriever == "bm25" else (
+            f"only --retriever bm25 uses it, not {retriever}"
+        ),
     }
 
 

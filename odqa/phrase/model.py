@@ -69,7 +69,8 @@ def _read_state(path: Path) -> dict[str, Any]:
 
 
 def build_phrase_model(encoder: Any, config: PhraseModelConfig) -> Any:
-    """A :class:`PhraseModel` around a loaded transformer ``encoder`` (heads start at identity)."""
+    """A :class:`PhraseModel` around a loaded transformer ``encoder`` (heads start as scaled
+    identities)."""
     return _model_class()(encoder, config)
 
 
@@ -92,10 +93,14 @@ def _model_class():
                 self.query_end_encoder = copy.deepcopy(encoder)
             self.filter_linear = nn.Linear(hidden, 2)
             if config.heads:
+                # Scaled identities: a start/query product starts as h . h' / sqrt(d), as in
+                # attention, so the first in-batch softmax over thousands of tokens is not
+                # saturated.
+                scale = hidden**-0.25
                 for name in HEADS:
                     head = nn.Linear(hidden, hidden)
                     with torch.no_grad():
-                        head.weight.copy_(torch.eye(hidden))
+                        head.weight.copy_(torch.eye(hidden) * scale)
                         head.bias.zero_()
                     setattr(self, name, head)
 

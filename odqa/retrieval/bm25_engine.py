@@ -2,8 +2,9 @@
 
 A batch of queries (their rows and counts, concatenated) is cut into runs of consecutive
 queries; with several threads the runs go to a thread pool (the kernels release the GIL).
-Block-max MaxScore is used when the index has its per-block maxima and every stored score is
-positive; otherwise exhaustive term-at-a-time scoring, with one dense accumulator per thread.
+Strategies (:data:`STRATEGIES`), with identical results: ``exhaustive`` term-at-a-time scoring
+(one dense accumulator per thread), and ``maxscore``: block-max MaxScore, which needs the
+index's per-block maxima and every stored score > 0 (else it runs ``exhaustive``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ RUN_QUERIES = 16
 """Queries per kernel call when a batch is shared between threads (balances uneven queries)."""
 OUTPUT_ENTRIES = 4_000_000
 """Result slots (queries x k) allocated at a time."""
+STRATEGIES = ("exhaustive", "maxscore")
 
 
 def all_cores() -> int:
@@ -70,12 +72,18 @@ class CompiledSearch:
         indices: np.ndarray,
         indptr: np.ndarray,
         n_passages: int,
+        positive: bool,
         bounds: Bounds | None,
+        strategy: str = "exhaustive",
     ) -> None:
-        """``bounds`` None, or an index with a score <= 0: exhaustive scoring."""
+        """``positive``: every stored score is > 0. ``strategy``: one of :data:`STRATEGIES`;
+        ``maxscore`` without ``bounds`` or with a score <= 0 runs ``exhaustive``."""
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}: choose {', '.join(STRATEGIES)}")
         self.data, self.indices, self.indptr = data, indices, indptr
         self.n_passages = n_passages
-        self.bounds = bounds
+        self.positive = positive
+        self.bounds = bounds if strategy == "maxscore" and positive else None
         self._buffers: queue.SimpleQueue = queue.SimpleQueue()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_threads = 0
@@ -133,7 +141,7 @@ class CompiledSearch:
         try:
             kernels.exhaustive_batch(
                 self.data, self.indices, self.indptr, batch.rows, batch.counts, batch.offsets, k,
-                *buffers, scores, docs, sizes,
+                self.positive, *buffers, scores, docs, sizes,
             )
         finally:
             self._buffers.put(buffers)

@@ -4,8 +4,10 @@ Both give exactly the NumPy path's results. A passage's score is the float32 sum
 query's distinct terms in ascending row order, of ``float32(count) * stored score``; only
 passages holding at least one query term are ranked; the order is (-score, passage index).
 
-- :func:`exhaustive_one` adds every posting of every query term into a dense accumulator and
-  keeps the best k of the touched passages in a heap. Any sign of stored scores.
+- :func:`exhaustive_one` adds every posting of every query term into a dense accumulator
+  (no branch per posting), then keeps the best k touched passages in a heap: found through the
+  postings when they are few, else by a scan of the accumulator in chunks that skips every chunk
+  where no score can enter the heap. Any sign of stored scores.
 - :func:`maxscore_one` walks the postings document-at-a-time with MaxScore: terms are ordered by
   their largest possible contribution (``count * term_max``); once the k-th best score reaches
   the sum of the smallest ones, those terms only complete the scores of passages found through
@@ -26,6 +28,9 @@ import numpy as np
 NO_DOC = np.int64(1) << np.int64(62)
 ROUNDING = 2.0**-22
 """Relative float32 error allowed per summed term when a bound is compared with a score."""
+CHUNK = 64
+"""Passages per chunk when scanning the accumulator: a chunk is read element by element only
+when one of its scores can enter the heap."""
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -81,32 +86,89 @@ def _sort_heap(scores, docs, size) -> None:
 
 
 @nb.njit(cache=True, nogil=True)
+def _count_above(acc, marks, lo, hi, marked, floor) -> int:
+    """How many (marked, when ``marked``) passages in ``lo:hi`` have ``acc > floor``; a plain
+    count, so the compiler vectorises it."""
+    found = 0
+    if marked:
+        for doc in range(lo, hi):
+            found += (marks[doc] != 0) & (acc[doc] > floor)
+    else:
+        for doc in range(lo, hi):
+            found += acc[doc] > floor
+    return found
+
+
+@nb.njit(cache=True, nogil=True)
+def _scan_top(acc, marks, marked, k, out_scores, out_docs) -> int:
+    """The best ``k`` touched passages of the dense accumulator, into the heap; returns its size.
+
+    Touched: ``marks == 1`` when ``marked``, else ``acc > 0``. In passage order a newcomer must
+    beat the worst kept score strictly (it loses ties).
+    """
+    n = len(acc)
+    size = 0
+    floor = -np.inf if marked else 0.0
+    for lo in range(0, n, CHUNK):
+        hi = min(n, lo + CHUNK)
+        if _count_above(acc, marks, lo, hi, marked, floor) == 0:
+            continue
+        for doc in range(lo, hi):
+            if (marked and marks[doc] == 0) or acc[doc] <= floor:
+                continue
+            size = _offer(out_scores, out_docs, size, k, acc[doc], np.int64(doc))
+            if size == k:
+                floor = out_scores[0]
+    return size
+
+
+@nb.njit(cache=True, nogil=True)
 def exhaustive_one(
-    data, indices, indptr, rows, counts, k, acc, marks, touched, out_scores, out_docs
+    data, indices, indptr, rows, counts, k, positive, acc, marks, touched, out_scores, out_docs
 ) -> int:
     """Top ``k`` of one query by term-at-a-time accumulation; returns the number of hits.
 
-    ``acc`` (float32), ``marks`` (uint8) and ``touched`` (int32), one slot per passage, must be
-    zero on entry and are left zero. Results go to ``out_scores[:n]`` / ``out_docs[:n]``.
+    Any sign of stored scores; ``positive``: all are > 0 (then ``acc > 0`` marks the touched
+    passages and ``marks`` is not written). ``acc`` (float32), ``marks`` (uint8) and
+    ``touched`` (int32), one slot per passage, must be zero on entry and are left zero. Results
+    go to ``out_scores[:n]`` / ``out_docs[:n]``, best first.
     """
-    if k <= 0:
+    n = len(acc)
+    if k <= 0 or len(rows) == 0:
         return 0
-    n_touched = 0
+    postings = 0
+    for i in range(len(rows)):
+        postings += indptr[rows[i] + 1] - indptr[rows[i]]
+    dense = postings * 8 >= n
+    mark = dense and not positive
     for i in range(len(rows)):
         count = np.float32(counts[i])
         for j in range(indptr[rows[i]], indptr[rows[i] + 1]):
             doc = indices[j]
-            if marks[doc] == 0:
-                marks[doc] = 1
-                touched[n_touched] = doc
-                n_touched += 1
             acc[doc] += count * data[j]
+            if mark:
+                marks[doc] = 1
     size = 0
-    for t in range(n_touched):
-        doc = touched[t]
-        size = _offer(out_scores, out_docs, size, k, acc[doc], np.int64(doc))
-        acc[doc] = 0.0
-        marks[doc] = 0
+    if not dense:
+        found = 0
+        for i in range(len(rows)):
+            for j in range(indptr[rows[i]], indptr[rows[i] + 1]):
+                doc = indices[j]
+                if marks[doc] == 0:
+                    marks[doc] = 1
+                    touched[found] = doc
+                    found += 1
+        for t in range(found):
+            marks[touched[t]] = 0
+        for t in range(found):
+            doc = touched[t]
+            size = _offer(out_scores, out_docs, size, k, acc[doc], np.int64(doc))
+            acc[doc] = 0.0
+    else:
+        size = _scan_top(acc, marks, not positive, k, out_scores, out_docs)
+        acc[:] = 0.0
+        if not positive:
+            marks[:] = 0
     _sort_heap(out_scores, out_docs, size)
     return size
 
@@ -251,14 +313,14 @@ def maxscore_one(
 
 @nb.njit(cache=True, nogil=True)
 def exhaustive_batch(
-    data, indices, indptr, rows, counts, offsets, k, acc, marks, touched, out_scores, out_docs,
-    out_sizes,
+    data, indices, indptr, rows, counts, offsets, k, positive, acc, marks, touched, out_scores,
+    out_docs, out_sizes,
 ) -> None:
     """:func:`exhaustive_one` for queries ``offsets[q]:offsets[q + 1]`` of ``rows``/``counts``."""
     for q in range(len(offsets) - 1):
         lo, hi = offsets[q], offsets[q + 1]
         out_sizes[q] = exhaustive_one(
-            data, indices, indptr, rows[lo:hi], counts[lo:hi], k, acc, marks, touched,
+            data, indices, indptr, rows[lo:hi], counts[lo:hi], k, positive, acc, marks, touched,
             out_scores[q], out_docs[q],
         )
 

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from odqa.errors import IndexLoadError, OdqaError
 from odqa.retrieval import bm25_bounds
@@ -31,11 +30,25 @@ from odqa.retrieval.topk import top_k
 from odqa.text import Analyzer
 from odqa.types import RankedIds
 
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
+
 ARRAYS = ("data", "indices", "indptr", "term_base", "doc_lengths")
 CHUNK_TOKENS = 4_000_000
 SCORE_SLICE = 8_000_000
 BATCH_POSTINGS = 4_000_000
 MAX_MEMO_WORDS = 1_000_000
+SEARCH_STRATEGIES = ("exhaustive", "maxscore")
+NUMPY_BATCH = 4
+"""Batches this small are scored with NumPy alone while the compiled kernels are not loaded: a
+one-query CLI call then imports neither numba nor scipy (about a second each)."""
+
+
+def _csr_matrix() -> Any:
+    """scipy's CSR matrix class, imported on first use (scipy takes about a second to load)."""
+    from scipy.sparse import csr_matrix
+
+    return csr_matrix
 
 
 class SparseBuilder:
@@ -104,6 +117,8 @@ class SparseBuilder:
         self._lengths.append(np.bincount(docs, minlength=n_docs).astype(np.int32))
         # a CSR sum of duplicates counts the pairs with short per-passage sorts, not one
         # sort of all pairs
+        import scipy.sparse as sp
+
         counts = sp.csr_matrix(
             (np.ones(len(terms), dtype=np.int32), (docs, terms)), shape=(n_docs, len(self.vocab))
         )
@@ -209,15 +224,27 @@ class BM25Retriever:
     """Scores queries against a memory-mapped BM25 matrix written by :class:`SparseBuilder`."""
 
     def __init__(
-        self, folder: Path, section: dict[str, Any], n_passages: int, threads: int | None = None
+        self,
+        folder: Path,
+        section: dict[str, Any],
+        n_passages: int,
+        threads: int | None = None,
+        strategy: str = "exhaustive",
     ) -> None:
-        """Memory-map the arrays in ``folder``; ``threads``: for batches (None: all cores)."""
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                    or threads < 1):
+        """Memory-map the arrays in ``folder``. ``threads``: for a batch of queries (None: all
+        cores); ``strategy``: ``exhaustive`` or ``maxscore`` (same results)."""
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
             raise OdqaError(f"bm25 threads must be a positive integer, got {threads!r}")
+        if strategy not in SEARCH_STRATEGIES:
+            raise OdqaError(
+                f"unknown bm25 strategy {strategy!r}: choose {', '.join(SEARCH_STRATEGIES)}"
+            )
         self.folder = folder
         self.section = section
         self.threads = threads
+        self.strategy = strategy
         self.params = BM25Params(**section["params"])
         self.analyzer = Analyzer(**section["analyzer"])
         try:
@@ -242,7 +269,7 @@ class BM25Retriever:
         self._buffer: np.ndarray | None = None
         self._marks: np.ndarray | None = None
         self._has_base = bool(np.any(self.term_base))
-        self._matrix: sp.csr_matrix | None = None
+        self._matrix: csr_matrix | None = None
         min_score = section.get("min_score")
         self._positive: bool | None = None if min_score is None else min_score > 0
         self._bounds = self._load_bounds()
@@ -253,7 +280,7 @@ class BM25Retriever:
         one with scores <= 0, which pruning cannot use: then every posting is scored)."""
         block_size = self.section.get("block_size")
         paths = [self.folder / f"{name}.npy" for name in bm25_bounds.FILES]
-        if not isinstance(block_size, int) or block_size < 1 or not self._positive:
+        if not isinstance(block_size, int) or block_size < 1 or self._positive is False:
             return None
         if not all(path.is_file() for path in paths):
             return None
@@ -280,9 +307,9 @@ class BM25Retriever:
 
     @property
     def pruned(self) -> bool:
-        """Whether :meth:`search_ids` prunes with block-max MaxScore (else scores every
+        """Whether :meth:`search_ids` prunes with block-max MaxScore (else it scores every
         posting of the query's terms; the results are the same)."""
-        return self._bounds is not None
+        return self._compiled().pruned
 
     @property
     def vocab(self) -> dict[str, int]:
@@ -336,10 +363,13 @@ class BM25Retriever:
         """Top ``k`` passages per query among those sharing at least one term with it.
 
         Compiled kernels, the batch shared between :attr:`threads` threads; the results equal
-        :meth:`search_ids_numpy`'s exactly.
+        :meth:`search_ids_numpy`'s exactly. Until the kernels are loaded, batches of at most
+        :data:`NUMPY_BATCH` queries are scored with NumPy alone (same results, no imports).
         """
         if k <= 0:
             return [(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in queries]
+        if self._engine is None and len(queries) <= NUMPY_BATCH:
+            return [self._search_one(*self._rows_counts(q), k) for q in queries]
         from odqa.retrieval.bm25_engine import QueryBatch
 
         terms = [self._rows_counts(q) for q in queries]
@@ -366,6 +396,10 @@ class BM25Retriever:
             results.append((ids, found))
         return results
 
+    def warm_up(self) -> None:
+        """Load the compiled kernels now (imports numba), so every batch size uses them."""
+        self._compiled()
+
     def _thread_count(self) -> int:
         from odqa.retrieval.bm25_engine import all_cores
 
@@ -378,7 +412,13 @@ class BM25Retriever:
 
             bounds = Bounds(**self._bounds) if self._bounds is not None else None
             self._engine = CompiledSearch(
-                self.data, self.indices, self.indptr, self.n_passages, bounds
+                self.data,
+                self.indices,
+                self.indptr,
+                self.n_passages,
+                self._all_positive(),
+                bounds,
+                self.strategy,
             )
         return self._engine
 
@@ -402,7 +442,7 @@ class BM25Retriever:
         for lo, hi in self._batches(rows_a, offsets):
             start, stop = offsets[lo], offsets[hi]
             # int32 throughout, or scipy would widen the (large) passage index to int64
-            query_matrix = sp.csr_matrix(
+            query_matrix = _csr_matrix()(
                 (
                     counts_a[start:stop],
                     rows_a[start:stop].astype(np.int32),
@@ -434,12 +474,12 @@ class BM25Retriever:
             start = stop
         return ranges
 
-    def _score_matrix(self) -> sp.csr_matrix:
+    def _score_matrix(self) -> csr_matrix:
         if self._matrix is None:
             # int32 offsets (when they fit) keep scipy from copying the int32 indices to int64
             fits = len(self.data) < np.iinfo(np.int32).max
             indptr = self.indptr.astype(np.int32) if fits else self.indptr
-            self._matrix = sp.csr_matrix(
+            self._matrix = _csr_matrix()(
                 (self.data, self.indices, indptr),
                 shape=(len(self.indptr) - 1, self.n_passages),
                 copy=False,
@@ -447,7 +487,7 @@ class BM25Retriever:
         return self._matrix
 
     def _search_batch(
-        self, query_matrix: sp.csr_matrix, terms: list[tuple[list[int], list[int]]], k: int
+        self, query_matrix: csr_matrix, terms: list[tuple[list[int], list[int]]], k: int
     ) -> list[RankedIds]:
         """Score a batch with one sparse product (queries x terms) @ (terms x passages).
 
