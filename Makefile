@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # torch is pinned and installed first so pip never pulls a CUDA build.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean reader-model
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ demo: install
 test: install
 	$(BIN)/ruff check odqa tests bench
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+# The recipe of the bundled reader (odqa/models/reader-minilm): about 90 minutes on 2 CPU cores.
+SQUAD_DIR ?= ../shared/data/squad-v1.1
+reader-model: install
+	HF_HUB_OFFLINE=1 $(BIN)/odqa train reader $(SQUAD_DIR)/train-v1.1.reconstructed.json.gz \
+		--out odqa/models/reader-minilm --force --save delta --max-examples 40000 --epochs 1 \
+		--lr 1e-4 --batch-size 32 --drop-offset-source first_occurrence_guess \
+		--eval $(SQUAD_DIR)/dev-v1.1.json
 
 clean:
 	rm -rf $(VENV) indexes/sample
