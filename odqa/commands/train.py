@@ -101,8 +101,7 @@ def reader_command(
     max_seq_length: Annotated[int, typer.Option(min=32, help="Tokens per window.")] = 384,
     doc_stride: Annotated[int, typer.Option(min=0, help="Tokens shared by windows.")] = 128,
     freeze_embeddings: Annotated[
-        bool, typer.Option(help="Keep the base's embeddings fixed (faster; needed by --save "
-                                "delta).")
+        bool, typer.Option(help="Keep the base's embeddings fixed (needed by --save delta).")
     ] = True,
     drop_offset_source: Annotated[
         list[str] | None,
