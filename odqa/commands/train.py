@@ -73,6 +73,15 @@ TimeLimit = Annotated[
 Force = Annotated[bool, typer.Option(help="Replace an odqa model already in --out.")]
 
 
+LOOP_FIELDS = ("epochs", "batch_size", "grad_accum", "lr", "weight_decay", "warmup", "seed",
+               "checkpoint_minutes")
+
+
+def loop_options(given: dict) -> dict:
+    """The optimisation options every `odqa train` command shares, by name."""
+    return {name: given[name] for name in LOOP_FIELDS}
+
+
 def _report(record: dict, checkpoint: Path) -> None:
     if not record["finished"]:
         err_console.print(
@@ -130,9 +139,7 @@ def reader_command(
         from odqa.training.run_reader import train_reader
 
         config = LoopConfig(
-            epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-            weight_decay=weight_decay, warmup=warmup, seed=seed, device=device.value,
-            precision=precision.value, checkpoint_minutes=checkpoint_minutes,
+            **loop_options(locals()), device=device.value, precision=precision.value
         )
         params = ReaderTrainParams(
             base=base, max_seq_length=max_seq_length, doc_stride=doc_stride,
@@ -191,9 +198,7 @@ def dense_command(
         from odqa.training.run_dense import train_dense
 
         config = LoopConfig(
-            epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-            weight_decay=weight_decay, warmup=warmup, seed=seed, device=device.value,
-            precision=precision.value, checkpoint_minutes=checkpoint_minutes,
+            **loop_options(locals()), device=device.value, precision=precision.value
         )
         params = DenseTrainParams(base=base, temperature=temperature,
                                   hard_negatives=hard_negatives, bm25_depth=bm25_depth)
@@ -250,9 +255,7 @@ def phrase_command(
         from odqa.training.run_phrase import train_phrase
 
         config = LoopConfig(
-            epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-            weight_decay=weight_decay, warmup=warmup, seed=seed, device=device.value,
-            precision=precision.value, checkpoint_minutes=checkpoint_minutes,
+            **loop_options(locals()), device=device.value, precision=precision.value
         )
         params = PhraseTrainParams(base=base, max_length=max_seq_length, doc_stride=doc_stride,
                                    lambda_filter=lambda_filter,

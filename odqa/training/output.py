@@ -69,3 +69,16 @@ def discard_checkpoints(checkpoint_dir: Path) -> None:
         if folder.is_dir() and ((folder / "state.json").is_file()
                                 or (folder / "paragraphs.jsonl").is_file()):
             shutil.rmtree(folder)
+
+
+def run_fields(result: Any) -> dict[str, Any]:
+    """The fields of ``odqa_training.json`` that say how a training run went."""
+    return {
+        "finished": result.finished,
+        "steps": result.state.step,
+        "total_steps": result.total_steps,
+        "seconds": round(result.state.seconds, 1),
+        "device": result.device,
+        "precision": result.precision,
+        "final_loss": round(result.state.loss, 4),
+    }

@@ -14,6 +14,7 @@ from odqa.training.output import (
     RECORD,
     check_output,
     discard_checkpoints,
+    run_fields,
     write_output,
     write_record,
 )
@@ -64,7 +65,6 @@ def train_phrase(
     )
     record: dict[str, Any] = {
         "kind": "phrase",
-        "finished": result.finished,
         "data": [{"file": p.name, "sha256": file_sha256(p)} for p in train_files],
         "examples": len(task.windows),
         "without_answer_window": task.dropped,
@@ -73,12 +73,7 @@ def train_phrase(
         "loop": asdict(config),
         "max_examples": max_examples,
         "save": save,
-        "steps": result.state.step,
-        "total_steps": result.total_steps,
-        "seconds": round(result.state.seconds, 1),
-        "device": result.device,
-        "precision": result.precision,
-        "final_loss": round(result.state.loss, 4),
+        **run_fields(result),
     }
     if not result.finished:
         return record

@@ -16,6 +16,7 @@ from odqa.training.output import (
     RECORD,
     check_output,
     discard_checkpoints,
+    run_fields,
     write_output,
     write_record,
 )
@@ -80,7 +81,6 @@ def train_reader(
     )
     record: dict[str, Any] = {
         "kind": "reader",
-        "finished": result.finished,
         "data": [{"file": p.name, "sha256": file_sha256(p)} for p in train_files],
         "examples": len(examples),
         "dropped_offset_sources": {"sources": list(drop_offset_sources), "questions": dropped},
@@ -90,12 +90,7 @@ def train_reader(
         "loop": asdict(config),
         "max_examples": max_examples,
         "save": save,
-        "steps": result.state.step,
-        "total_steps": result.total_steps,
-        "seconds": round(result.state.seconds, 1),
-        "device": result.device,
-        "precision": result.precision,
-        "final_loss": round(result.state.loss, 4),
+        **run_fields(result),
     }
     if not result.finished:
         return record
