@@ -1,10 +1,11 @@
 """Model folders stored as a delta over an installed base model.
 
-A delta folder is a Hugging Face model folder (``config.json``, tokenizer files) whose weights
-file, ``delta.safetensors``, holds only the tensors that differ from its base model, optionally
-in half precision; ``odqa_delta.json`` names the base. Loading builds the model from the base's
-weights and overwrites them with the delta. odqa ships its trained reader this way: the frozen
-embeddings come from the installed all-MiniLM-L6-v2 package, so the folder stays small.
+A delta folder is a Hugging Face model folder (``config.json``) whose weights file,
+``delta.safetensors``, holds only the tensors that differ from its base model, optionally in
+half precision; ``odqa_delta.json`` names the base, whose tokenizer the delta uses. Loading
+builds the model from the base's weights and overwrites them with the delta. odqa ships its
+trained reader this way: the frozen embeddings and the tokenizer come from the installed
+all-MiniLM-L6-v2 package, so the folder stays small.
 """
 
 from __future__ import annotations
@@ -56,6 +57,19 @@ def save_delta(model: Any, base: str, folder: Path, dtype: str = "float16") -> i
     return meta["parameters"]
 
 
+def delta_base(folder: str | Path) -> str:
+    """The base model a delta folder was written over (hub id or path).
+
+    Raises:
+        ModelNotAvailableError: when ``odqa_delta.json`` is unreadable or names no base.
+    """
+    path = Path(folder) / DELTA_META
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["base"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelNotAvailableError(f"{path} is not a valid delta record: {exc}") from None
+
+
 def load_delta(model_class: Any, folder: str | Path) -> Any:
     """Build ``model_class`` from a delta folder: the base's weights, then the delta's.
 
@@ -68,13 +82,7 @@ def load_delta(model_class: Any, folder: str | Path) -> Any:
     from odqa.models import load_pretrained
 
     folder = Path(folder)
-    try:
-        meta = json.loads((folder / DELTA_META).read_text(encoding="utf-8"))
-        base = meta["base"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelNotAvailableError(
-            f"{folder / DELTA_META} is not a valid delta record: {exc}"
-        ) from None
+    base = delta_base(folder)
     config = AutoConfig.from_pretrained(str(folder))
     model = load_pretrained(
         lambda path: model_class.from_pretrained(path, config=config), base, "base", "--reader"

@@ -109,16 +109,19 @@ def load_qa_model(name: str, device: str, precision: str = "fp32"):
                 f"reader model '{name}' is not an extractive question-answering model "
                 f"(architectures: {found}): give one trained for SQuAD-style QA with --reader"
             )
-        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, name, "reader", "--reader")
+        from odqa.delta import delta_base, is_delta_folder, load_delta
+
+        resolved = resolve_model(name)
+        delta = is_delta_folder(resolved)
+        # A delta folder reads text exactly as its base does: the base's tokenizer serves it.
+        source = delta_base(resolved) if delta else name
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, source, "reader", "--reader")
         if not getattr(tokenizer, "is_fast", False):
             raise ModelNotAvailableError(
                 f"reader model '{name}' has no fast tokenizer (tokenizer.json): "
                 "character offsets need one"
             )
-        from odqa.delta import is_delta_folder, load_delta
-
-        resolved = resolve_model(name)
-        if is_delta_folder(resolved):
+        if delta:
             model = load_delta(AutoModelForQuestionAnswering, resolved)
         else:
             model = load_pretrained(

@@ -100,10 +100,10 @@ def train_reader(
         if save == "delta":
             from odqa.delta import save_delta
 
-            save_delta(model.cpu(), params.base, folder)
+            save_delta(model.cpu(), params.base, folder)  # its tokenizer is the base's
         else:
             model.cpu().save_pretrained(folder, safe_serialization=True)
-        tokenizer.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
         write_record(folder, record)
 
     write_output(out, write)
