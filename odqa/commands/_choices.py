@@ -118,3 +118,14 @@ class PhraseIndexKind(str, Enum):
     flat = "flat"
     sq8 = "sq8"
     ivfpq = "ivfpq"
+
+
+class TrainPrecision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class SaveMode(str, Enum):
+    full = "full"
+    delta = "delta"

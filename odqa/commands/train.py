@@ -1,15 +1,14 @@
-"""`odqa train`: fine-tune the models odqa uses (`reader`, `dense`)."""
+"""`odqa train`: fine-tune the models odqa uses (`reader`, `dense`, `phrase`)."""
 
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from odqa.commands._choices import Device
+from odqa.commands._choices import Device, SaveMode, TrainPrecision
 from odqa.commands._common import err_console, fail_on_error
 
 app = typer.Typer(
@@ -21,16 +20,6 @@ app = typer.Typer(
 LOOP = "Optimisation"
 RUN = "Run control"
 
-
-class TrainPrecision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
-class SaveMode(str, Enum):
-    full = "full"
-    delta = "delta"
 
 
 Epochs = Annotated[int, typer.Option(min=1, help="Passes over the data.", rich_help_panel=LOOP)]

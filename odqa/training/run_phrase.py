@@ -7,7 +7,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from odqa.errors import OdqaError
 from odqa.training.data import file_sha256, load_qa_examples
 from odqa.training.loop import LoopConfig, train
 from odqa.training.output import (
@@ -19,7 +18,7 @@ from odqa.training.output import (
     write_record,
 )
 from odqa.training.phrase import PhraseTrainParams, PhraseTrainTask
-from odqa.training.run_reader import SAVE_MODES, sample_examples
+from odqa.training.run_reader import check_save_mode, load_base_tokenizer, sample_examples
 
 
 def train_phrase(
@@ -43,21 +42,14 @@ def train_phrase(
     When the run stops early (time limit), nothing is written to ``out`` and the record says
     ``"finished": false``; run again with ``resume=True``.
     """
-    from transformers import AutoTokenizer
-
-    from odqa.models import load_pretrained, quiet_transformers
     from odqa.phrase.model import save_phrase_model
 
-    if save not in SAVE_MODES:
-        raise OdqaError(f"unknown --save '{save}': choose one of {', '.join(SAVE_MODES)}")
-    if save == "delta" and not params.freeze_embeddings:
-        raise OdqaError("--save delta needs --freeze-embeddings (the delta leaves them out)")
+    check_save_mode(save, params.freeze_embeddings)
     check_output(out, force)
     checkpoint_dir = checkpoint_dir or out.with_name(out.name + ".train-state")
     examples, dropped = load_qa_examples(train_files, drop_offset_sources=drop_offset_sources)
     examples = sample_examples(examples, max_examples, config.seed)
-    with quiet_transformers():
-        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, params.base, "base", "--base")
+    tokenizer = load_base_tokenizer(params.base)
     task = PhraseTrainTask(examples, params, tokenizer, progress=progress)
     model, result = train(
         task, config, checkpoint_dir, resume=resume, time_limit=time_limit,

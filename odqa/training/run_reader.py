@@ -33,6 +33,24 @@ def sample_examples(examples: list[QAExample], limit: int | None, seed: int) -> 
     return [examples[i] for i in keep]
 
 
+def check_save_mode(save: str, freeze_embeddings: bool) -> None:
+    """Refuse an unknown ``--save``, and a delta that would have to store the embeddings."""
+    if save not in SAVE_MODES:
+        raise OdqaError(f"unknown --save '{save}': choose one of {', '.join(SAVE_MODES)}")
+    if save == "delta" and not freeze_embeddings:
+        raise OdqaError("--save delta needs --freeze-embeddings (the delta leaves them out)")
+
+
+def load_base_tokenizer(base: str) -> Any:
+    """The fast tokenizer of the model training starts from (one-line error when missing)."""
+    from transformers import AutoTokenizer
+
+    from odqa.models import load_pretrained, quiet_transformers
+
+    with quiet_transformers():
+        return load_pretrained(AutoTokenizer.from_pretrained, base, "base", "--base")
+
+
 def train_reader(
     train_files: list[Path],
     out: Path,
@@ -56,14 +74,7 @@ def train_reader(
     When the run stops early (time limit), nothing is written to ``out`` and the record says
     ``"finished": false``; run again with ``resume=True``.
     """
-    from transformers import AutoTokenizer
-
-    from odqa.models import load_pretrained, quiet_transformers
-
-    if save not in SAVE_MODES:
-        raise OdqaError(f"unknown --save '{save}': choose one of {', '.join(SAVE_MODES)}")
-    if save == "delta" and not params.freeze_embeddings:
-        raise OdqaError("--save delta needs --freeze-embeddings (the delta leaves them out)")
+    check_save_mode(save, params.freeze_embeddings)
     check_output(out, force)
     checkpoint_dir = checkpoint_dir or out.with_name(out.name + ".train-state")
     eval_examples = None
@@ -72,8 +83,7 @@ def train_reader(
         eval_examples = eval_examples[:eval_limit] if eval_limit else eval_examples
     examples, dropped = load_qa_examples(train_files, drop_offset_sources=drop_offset_sources)
     examples = sample_examples(examples, max_examples, config.seed)
-    with quiet_transformers():
-        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, params.base, "base", "--base")
+    tokenizer = load_base_tokenizer(params.base)
     task = ReaderTrainTask(examples, params, tokenizer, progress=progress)
     model, result = train(
         task, config, checkpoint_dir, resume=resume, time_limit=time_limit,
