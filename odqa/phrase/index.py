@@ -76,6 +76,8 @@ class EncodedPassages:
     flags: np.ndarray
     start: np.ndarray
     end: np.ndarray | None
+    text_tokens: int = 0
+    """Text tokens read (kept or not), for the kept share."""
 
 
 MAX_TITLE_TOKENS = 32
@@ -148,8 +150,7 @@ class PhraseEncoder:
         starts: list[np.ndarray] = []
         ends: list[np.ndarray] = []
         lengths = [len(ids) for ids in enc["input_ids"]]
-        fake = [type("W", (), {"__len__": lambda self, n=n: n})() for n in lengths]
-        for batch in length_sorted_batches(fake, options.batch_size):
+        for batch in length_sorted_batches([range(n) for n in lengths], options.batch_size):
             width = max(lengths[i] for i in batch)
             ids = np.full((len(batch), width), pad, dtype=np.int64)
             mask = np.zeros_like(ids)
@@ -188,7 +189,7 @@ class PhraseEncoder:
         if not rows:
             empty = np.zeros((0, dim), np.float16)
             return EncodedPassages(np.zeros((0, 4), np.int32), np.zeros(0, np.uint8), empty,
-                                   None if self.same_vectors else empty)
+                                   None if self.same_vectors else empty, len(seen))
         tokens = np.stack(rows)
         order = np.lexsort((tokens[:, 2], tokens[:, 0]))
         tokens = tokens[order]
@@ -196,7 +197,7 @@ class PhraseEncoder:
         tokens[:, 1] = _positions(tokens[:, 0], tokens[:, 2], titles, texts, first, self)
         return EncodedPassages(
             tokens, np.asarray(flags)[order], np.stack(starts)[order],
-            None if self.same_vectors else np.stack(ends)[order],
+            None if self.same_vectors else np.stack(ends)[order], len(seen),
         )
 
 
@@ -251,10 +252,11 @@ def build_phrase(
             _write_chunk(target, part)
         if task is not None:
             progress.update(task, advance=end - begin)
-    section = _assemble(folder, sorted(chunks.iterdir()), options, encoder.same_vectors)
+    parts = sorted(chunks.iterdir())
+    tokens_in_corpus = sum(int((p / "done").read_text() or 0) for p in parts)
+    section = _assemble(folder, parts, options, encoder.same_vectors)
     shutil.rmtree(chunks)
     state_file.unlink()
-    tokens_in_corpus = _corpus_tokens(passages, encoder)
     section.update({
         "format": PHRASE_FORMAT,
         "encoder": options.encoder,
@@ -267,16 +269,6 @@ def build_phrase(
     return section
 
 
-def _corpus_tokens(passages, encoder) -> int:
-    total = 0
-    for begin in range(0, len(passages), 2048):
-        texts = [p.text for p in passages.get_many(np.arange(begin, min(len(passages),
-                                                                         begin + 2048)))]
-        total += sum(len(ids) for ids in encoder.tokenizer(texts, add_special_tokens=False)[
-            "input_ids"])
-    return total
-
-
 def _write_chunk(target: Path, part: EncodedPassages) -> None:
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -286,7 +278,7 @@ def _write_chunk(target: Path, part: EncodedPassages) -> None:
     np.save(tmp / "start.npy", part.start)
     if part.end is not None:
         np.save(tmp / "end.npy", part.end)
-    (tmp / "done").write_text("")
+    (tmp / "done").write_text(str(part.text_tokens))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
 
