@@ -56,7 +56,7 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def indexed_text(record: dict[str, Any]) -> str:
-    """What odqa indexes for a passage: title, newline, text (see odqa.build.bm25_text)."""
+    """What odqa indexes for a passage: title, newline, text (see odqa.index.build.bm25_text)."""
     title = record.get("title") or ""
     return f"{title}\n{record['text']}" if title else record["text"]
 
@@ -103,8 +103,8 @@ def odqa_analyzer():
 
 def run_odqa(corpus: Path, queries: list[str], work: Path, strategy: str) -> dict[str, Any]:
     from odqa import load_index
-    from odqa.build import BuildOptions, build_index
     from odqa.corpus import CorpusOptions
+    from odqa.index.build import BuildOptions, build_index
 
     out = work / "index"
     started = time.perf_counter()
@@ -323,8 +323,8 @@ def run_rank_bm25(corpus: Path, queries: list[str], work: Path, _: str) -> dict[
     from rank_bm25 import BM25Okapi
 
     from odqa import load_index
-    from odqa.build import BuildOptions, build_index
     from odqa.corpus import CorpusOptions
+    from odqa.index.build import BuildOptions, build_index
     from odqa.retrieval.bm25_formulas import BM25Params
 
     analyzer = odqa_analyzer()

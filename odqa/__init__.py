@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from odqa.store import Index
+    from odqa.index.store import Index
 
 
 def load_index(path: str) -> Index:
     """Open the index directory at ``path`` (arrays memory-mapped) and return an :class:`Index`."""
-    from odqa.store import Index
+    from odqa.index.store import Index
 
     return Index.load(path)
 

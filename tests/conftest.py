@@ -69,7 +69,7 @@ def tiny_qa_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sample_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A BM25 index of the sample corpus built with the default options (read-only)."""
-    from odqa.build import BuildOptions, build_index
+    from odqa.index.build import BuildOptions, build_index
 
     out = tmp_path_factory.mktemp("sample-index") / "sample"
     build_index([SAMPLE_CORPUS], out, BuildOptions())

@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from odqa import load_index
-from odqa.build import BuildOptions, build_index
 from odqa.cli import app
 from odqa.corpus import CorpusOptions
+from odqa.index.build import BuildOptions, build_index
+from odqa.index.passages import PassageStore
 from odqa.lazy_hits import StoredHit, parse_head
-from odqa.store import PassageStore
 from odqa.types import Hit
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from odqa import load_index
-from odqa.build import BuildOptions, build_index
 from odqa.corpus import CorpusOptions
 from odqa.errors import IndexLoadError, OdqaError
+from odqa.index.build import BuildOptions, build_index
 from odqa.retrieval import bm25_bounds
 from odqa.retrieval.bm25_formulas import VARIANTS, BM25Params
 from odqa.retrieval.sparse import BM25Retriever
@@ -212,7 +212,7 @@ RANK_BM25 = {
 def test_top_100_equals_rank_bm25_on_squad_paragraphs(variant, squad_dev, tmp_path):
     import rank_bm25
 
-    from odqa.build import bm25_text
+    from odqa.index.build import bm25_text
 
     name, settings = RANK_BM25[variant]
     out = tmp_path / "index"

@@ -11,14 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from odqa import load_index
-from odqa.build import BuildOptions, build_index, temporary_path
 from odqa.cli import app
 from odqa.encoders import DualEncoder
 from odqa.errors import IndexLoadError
+from odqa.index.build import BuildOptions, build_index, temporary_path
+from odqa.index.passages import PassageStore, PassageWriter
 from odqa.retrieval import dense as dense_module
 from odqa.retrieval.dense import DenseRetriever, build_dense
 from odqa.retrieval.dense_options import DenseOptions
-from odqa.store import PassageStore, PassageWriter
 from odqa.types import Passage
 
 from conftest import SAMPLE_CORPUS
@@ -264,10 +264,10 @@ def test_progress_shows_encoding_and_indexing(
     assert tasks["dense encoding"].fields["unit"] == "passages"
 
 
-def test_hybrid_passes_every_dense_query_option_to_the_dense_side() -> None:
+def test_the_dense_family_declares_every_query_option_the_retriever_takes() -> None:
     import inspect
 
-    from odqa.retrieval.dense import QUERY_OPTIONS
+    from odqa.index.families import FAMILIES
 
     load = inspect.signature(DenseRetriever.load).parameters
-    assert set(load) - {"cls", "folder", "section"} == QUERY_OPTIONS
+    assert set(load) - {"cls", "folder", "section"} == set(FAMILIES["dense"].search_options)

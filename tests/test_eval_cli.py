@@ -308,8 +308,8 @@ def test_plot_has_one_line_per_retriever(tmp_path):
 @pytest.fixture(scope="module")
 def hybrid_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample corpus with BM25 and a dense index from a tiny random BERT encoder."""
-    from odqa.build import BuildOptions, build_index
     from odqa.corpus import CorpusOptions
+    from odqa.index.build import BuildOptions, build_index
     from odqa.retrieval.dense_options import DenseOptions
 
     from tiny_models import save_tiny_bert

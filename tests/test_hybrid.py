@@ -41,21 +41,22 @@ def test_rrf_sums_reciprocal_ranks() -> None:
 
 
 def test_rrf_ranking_and_ties_by_passage_index() -> None:
-    hybrid = HybridRetriever(Fixed(SPARSE), Fixed(DENSE))
+    hybrid = HybridRetriever([Fixed(SPARSE), Fixed(DENSE)])
     ids, scores = hybrid.search_ids(["q"], 4)[0]
     # 1 is ranked 2nd and 1st, 3 is ranked 1st and 3rd.
     assert ids.tolist()[:2] == [1, 3]
     # 8 (dense rank 2) and 7 (sparse rank 3) vs 2 (dense rank 4): 8 first, then 7.
     assert ids.tolist()[2:] == [8, 7]
     assert scores.dtype == np.float32 and np.all(np.diff(scores) <= 0)
-    tied = HybridRetriever(Fixed(ranking([9, 4], [2.0, 1.0])), Fixed(ranking([4, 9], [2.0, 1.0])))
+    tied = HybridRetriever([Fixed(ranking([9, 4], [2.0, 1.0])),
+                             Fixed(ranking([4, 9], [2.0, 1.0]))])
     assert tied.search_ids(["q"], 2)[0][0].tolist() == [4, 9]
 
 
 def test_min_max_and_linear_fusion() -> None:
     np.testing.assert_allclose(min_max(np.array([2.0, 4.0, 3.0])), [0.0, 1.0, 0.5])
     np.testing.assert_allclose(min_max(np.array([5.0, 5.0])), [1.0, 1.0])
-    ids, scores = linear_scores(SPARSE, DENSE, alpha=0.25)
+    ids, scores = linear_scores([SPARSE, DENSE], (0.75, 0.25))
     fused = dict(zip(ids.tolist(), scores.tolist(), strict=True))
     sparse_norm = {3: 1.0, 1: 8 / 11, 7: 3 / 11, 5: 0.0}
     dense_norm = {1: 1.0, 8: 0.875, 3: 0.75, 2: 0.0}
@@ -66,22 +67,39 @@ def test_min_max_and_linear_fusion() -> None:
 
 @pytest.mark.parametrize(("alpha", "first"), [(0.0, 3), (1.0, 1)])
 def test_alpha_extremes_follow_one_side(alpha: float, first: int) -> None:
-    hybrid = HybridRetriever(Fixed(SPARSE), Fixed(DENSE), fusion="linear", alpha=alpha)
+    hybrid = HybridRetriever([Fixed(SPARSE), Fixed(DENSE)], fusion="linear", alpha=alpha)
     assert hybrid.search_ids(["q"], 1)[0][0].tolist() == [first]
 
 
 def test_each_side_fetches_deeper_than_k() -> None:
     sparse, dense = Fixed(SPARSE), Fixed(DENSE)
-    HybridRetriever(sparse, dense).search_ids(["a", "b"], 5)
-    HybridRetriever(sparse, dense, depth=50).search_ids(["a"], 10)
-    HybridRetriever(sparse, dense).search_ids(["a"], 40)
+    HybridRetriever([sparse, dense]).search_ids(["a", "b"], 5)
+    HybridRetriever([sparse, dense], depth=50).search_ids(["a"], 10)
+    HybridRetriever([sparse, dense]).search_ids(["a"], 40)
     assert sparse.asked == dense.asked == [100, 50, 160]
 
 
 def test_bad_settings_are_rejected() -> None:
     with pytest.raises(OdqaError, match="choose one of rrf, linear"):
-        HybridRetriever(Fixed(SPARSE), Fixed(DENSE), fusion="max")
+        HybridRetriever([Fixed(SPARSE), Fixed(DENSE)], fusion="max")
     with pytest.raises(OdqaError, match="alpha"):
-        HybridRetriever(Fixed(SPARSE), Fixed(DENSE), alpha=1.5)
+        HybridRetriever([Fixed(SPARSE), Fixed(DENSE)], alpha=1.5)
     with pytest.raises(OdqaError, match="positive"):
-        HybridRetriever(Fixed(SPARSE), Fixed(DENSE), depth=0)
+        HybridRetriever([Fixed(SPARSE), Fixed(DENSE)], depth=0)
+
+
+THIRD = ranking([8, 5, 9], [3.0, 2.0, 1.0])
+
+
+def test_three_retrievers_fuse_with_equal_weights() -> None:
+    rrf = HybridRetriever([Fixed(SPARSE), Fixed(DENSE), Fixed(THIRD)])
+    ids, scores = rrf.search_ids(["q"], 3)[0]
+    fused = dict(zip(*rrf_scores([SPARSE, DENSE, THIRD], 60), strict=True))
+    # 1 (ranks 2, 1, -) and 8 (-, 2, 1) tie: passage order breaks it; 3 (1, 3, -) is next.
+    assert ids.tolist() == [1, 8, 3] and scores[1] == pytest.approx(fused[8])
+    linear = HybridRetriever([Fixed(SPARSE), Fixed(DENSE), Fixed(THIRD)], fusion="linear")
+    assert linear.weights == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    with pytest.raises(OdqaError, match="equal weights"):
+        HybridRetriever([Fixed(SPARSE), Fixed(DENSE), Fixed(THIRD)], alpha=0.3)
+    with pytest.raises(OdqaError, match="two or more"):
+        HybridRetriever([Fixed(SPARSE)])

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from odqa import load_index
-from odqa.build import BuildOptions, build_index
 from odqa.encoders import DualEncoder, TextEncoder, inspect_encoder
 from odqa.encoders.query_export import EXPORT_DIR, MIN_COSINE, PROBES, export_query_encoder
+from odqa.index.build import BuildOptions, build_index
 from odqa.retrieval.dense import DenseRetriever, build_dense
 from odqa.retrieval.dense_options import DenseOptions
 from odqa.runtime.fast_tokenizer import FastTokenizer

@@ -10,8 +10,8 @@ import pytest
 from odqa import load_index
 from odqa.answering import open_book
 from odqa.answering.open_book import answer_open_book, read_hits, sentence_scorer
-from odqa.build import BuildOptions, build_index
 from odqa.errors import ModelNotAvailableError, OdqaError
+from odqa.index.build import BuildOptions, build_index
 from odqa.readers.sentence import (
     bm25_scorer,
     rank_sentences,

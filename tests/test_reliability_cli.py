@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from odqa.build import BuildOptions, build_index
 from odqa.cli import app
+from odqa.index.build import BuildOptions, build_index
+from odqa.index.store import Index
 from odqa.retrieval.dense_options import DenseOptions
-from odqa.store import Index
 from odqa.types import Answer, QuestionAnswers
 
 from conftest import SAMPLE_CORPUS, SAMPLE_QUESTIONS
@@ -186,7 +186,7 @@ def test_trec_refuses_a_query_id_with_spaces(index_dir: Path, no_work: list[str]
 def test_an_unknown_retriever_lists_the_choices(index_dir: Path, command: str, name: str) -> None:
     first = SAMPLE_QUESTIONS if command == "eval" else QUESTION
     result = invoke(command, first, "-i", index_dir, "--retriever", name)
-    usage_error(result, f"unknown retriever '{name}': choose one of bm25, dense, hybrid")
+    usage_error(result, f"unknown retriever '{name}': choose one of bm25, dense, phrase, hybrid")
     assert "rebuild" not in result.output
 
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
 
-from odqa.build import BuildOptions, build_index
 from odqa.cli import app
+from odqa.index.build import BuildOptions, build_index
 from odqa.retrieval import sparse
 from odqa.retrieval.dense_options import DenseOptions
-from odqa.store import BM25_FILES
+from odqa.retrieval.sparse import BM25_FILES
 
 from conftest import SAMPLE_CORPUS
 from tiny_models import save_sentence_transformers

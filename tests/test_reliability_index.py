@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from odqa import load_index
-from odqa.build import BuildLock, lock_path
 from odqa.cli import app
+from odqa.index.build import BuildLock, lock_path
 
 from conftest import REPO
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from odqa import load_index
-from odqa.build import BuildOptions, build_index, temporary_path
 from odqa.errors import IndexLoadError, OdqaError
-from odqa.store import MANIFEST, PassageStore
+from odqa.index.build import BuildOptions, build_index, temporary_path
+from odqa.index.manifest import MANIFEST
+from odqa.index.passages import PassageStore
 
 from conftest import SAMPLE_CORPUS
 

@@ -35,7 +35,7 @@ def answer_open_book(
     """Answer ``questions`` from the passages ``retriever`` finds in ``index``.
 
     Args:
-        index: an opened :class:`odqa.store.Index`.
+        index: an opened :class:`odqa.index.store.Index`.
         questions: the questions (ids are kept in the results).
         retriever: ``bm25``, ``dense`` or ``hybrid`` (as the index allows).
         passages: passages retrieved and read per question.

@@ -83,7 +83,7 @@ def answer_open_book_generative(
     """Retrieve ``passages`` per question from ``index`` and generate answers from them.
 
     Args:
-        index: an opened :class:`odqa.store.Index`.
+        index: an opened :class:`odqa.index.store.Index`.
         questions: the questions (ids are kept in the results).
         retriever: ``bm25``, ``dense`` or ``hybrid`` (as the index allows).
         passages: passages retrieved and put in the context, best first.

@@ -15,10 +15,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from odqa.errors import OdqaError, Terminated
-from odqa.store import default_index_root, resolve_index
+from odqa.index.store import default_index_root, resolve_index
 from odqa.types import Hit, Query
 
 __all__ = [
+    "RETRIEVER_HELP",
     "UnmatchedNotices",
     "check_retrievers",
     "default_index_root",
@@ -27,6 +28,7 @@ __all__ = [
     "gather_queries",
     "in_chunks",
     "output_stream",
+    "parse_names",
     "prepare_output",
     "reject_unused",
     "resolve_index",
@@ -36,6 +38,17 @@ __all__ = [
 T = TypeVar("T")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _retriever_help() -> str:
+    from odqa.index.families import retriever_names
+
+    names = retriever_names()
+    return f"{', '.join(names[:-1])} or {names[-1]}."
+
+
+RETRIEVER_HELP = _retriever_help()
+"""Help of every --retriever option, from the family registry."""
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -144,16 +157,22 @@ def reject_unused(ctx: typer.Context, unused: dict[str, str | None]) -> None:
             raise typer.BadParameter(reason, ctx=ctx, param=param)
 
 
-def check_retrievers(names: Iterable[str]) -> None:
+def check_retrievers(names: Iterable[str], option: str = "--retriever") -> None:
     """Exit 2 for a retriever name odqa does not know (before any work starts)."""
-    from odqa.store import RETRIEVER_NAMES
+    from odqa.index.families import FAMILIES, retriever_names
 
+    known = retriever_names() if option == "--retriever" else tuple(FAMILIES)
     for name in names:
-        if name not in RETRIEVER_NAMES:
+        if name not in known:
             raise typer.BadParameter(
-                f"unknown retriever '{name}': choose one of {', '.join(RETRIEVER_NAMES)}",
-                param_hint="'--retriever'",
+                f"unknown retriever '{name}': choose one of {', '.join(known)}",
+                param_hint=f"'{option}'",
             )
+
+
+def parse_names(value: str) -> tuple[str, ...]:
+    """``"bm25, dense"`` -> ``("bm25", "dense")`` (order kept, duplicates dropped)."""
+    return tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
 
 
 def in_chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

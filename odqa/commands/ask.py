@@ -18,6 +18,7 @@ from odqa.commands._choices import (
     ScoreMode,
 )
 from odqa.commands._common import (
+    RETRIEVER_HELP,
     check_retrievers,
     fail_on_error,
     gather_queries,
@@ -44,7 +45,7 @@ def ask_command(
     mode: Annotated[
         AskMode, typer.Option(help="open-book reads retrieved passages; closed-book needs none.")
     ] = AskMode.open_book,
-    retriever: Annotated[str, typer.Option(help="bm25, dense or hybrid.")] = "bm25",
+    retriever: Annotated[str, typer.Option(help=RETRIEVER_HELP)] = "bm25",
     passages: Annotated[int, typer.Option(min=1, help="Passages retrieved and read.")] = 20,
     top: Annotated[int, typer.Option(min=1, help="Answers per question.")] = 5,
     reader: Annotated[

@@ -11,10 +11,12 @@ import typer
 
 from odqa.commands._choices import Backend, Device, EvalMode, Precision, ReportFormat
 from odqa.commands._common import (
+    RETRIEVER_HELP,
     check_retrievers,
     err_console,
     fail_on_error,
     output_stream,
+    parse_names,
     prepare_output,
 )
 
@@ -32,11 +34,6 @@ def parse_int_list(value: str, flag: str) -> list[int]:
     if not numbers or numbers[0] < 1:
         raise typer.BadParameter(f"expected positive integers, got '{value}'", param_hint=flag)
     return numbers
-
-
-def parse_names(value: str) -> list[str]:
-    """``"bm25, dense"`` -> ``["bm25", "dense"]`` (order kept, duplicates dropped)."""
-    return list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
 
 
 def report_failures(results: list) -> None:
@@ -67,7 +64,7 @@ def eval_command(
         EvalMode | None, typer.Option(help="What to evaluate (default: retrieval).")
     ] = None,
     retriever: Annotated[
-        str, typer.Option(help="Retrievers to compare, comma-separated: bm25,dense,hybrid.")
+        str, typer.Option(help=f"Retrievers to compare, comma-separated: {RETRIEVER_HELP}")
     ] = "bm25",
     k: Annotated[str, typer.Option("--k", "-k", help="Top-k cut-offs, comma-separated.")] = (
         "1,5,20,100"
@@ -131,7 +128,7 @@ def eval_command(
 
     with fail_on_error():
         ks = parse_int_list(k, "--k")
-        names = parse_names(retriever)
+        names = list(parse_names(retriever))
         if predictions is not None and mode is not None:
             raise typer.BadParameter(
                 "--predictions scores a file; leave out --mode", param_hint="--mode"

@@ -195,8 +195,8 @@ def index_command(
     ] = False,
 ) -> None:
     """Build an index (passages + BM25, and dense when asked) from corpus files."""
-    from odqa.build import BuildOptions, build_index, directory_size
     from odqa.corpus import CorpusOptions
+    from odqa.index.build import BuildOptions, build_index, directory_size
     from odqa.phrase.index import PhraseOptions
     from odqa.progress import make_progress
     from odqa.retrieval.bm25_formulas import BM25Params

@@ -40,13 +40,13 @@ def info_command(
     ] = False,
 ) -> None:
     """Show an index's manifest: kinds, parameters, corpus statistics, versions."""
-    from odqa.store import read_manifest
+    from odqa.index.manifest import read_manifest
 
     with fail_on_error():
         if check and as_json:
             raise typer.BadParameter("give --check or --json, not both", param_hint="'--check'")
         if check:
-            from odqa.index_check import check_index
+            from odqa.index.check import check_index
 
             for line in check_index(index):
                 typer.echo(f"ok  {line}")

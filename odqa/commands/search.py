@@ -9,12 +9,14 @@ import typer
 
 from odqa.commands._choices import Fusion, HitFormat
 from odqa.commands._common import (
+    RETRIEVER_HELP,
     UnmatchedNotices,
     check_retrievers,
     fail_on_error,
     gather_queries,
     in_chunks,
     output_stream,
+    parse_names,
     prepare_output,
     reject_unused,
     resolve_index,
@@ -36,7 +38,11 @@ def search_command(
         str | None,
         typer.Option("--queries", help="Queries file (JSONL, TSV, lines) or - for stdin."),
     ] = None,
-    retriever: Annotated[str, typer.Option(help="bm25, dense or hybrid.")] = "bm25",
+    retriever: Annotated[str, typer.Option(help=RETRIEVER_HELP)] = "bm25",
+    fuse: Annotated[
+        str | None,
+        typer.Option(help="hybrid: families to fuse, comma-separated (default bm25,dense)."),
+    ] = None,
     fusion: Annotated[
         Fusion | None, typer.Option(help="hybrid: rrf (reciprocal rank, k=60) or linear.")
     ] = None,
@@ -68,8 +74,11 @@ def search_command(
 
     with fail_on_error():
         check_retrievers([retriever])
-        reject_unused(ctx, unused_options(retriever, fusion))
+        fused = parse_names(fuse) if fuse is not None else None
+        check_retrievers(fused or [], "--fuse")
+        reject_unused(ctx, unused_options(retriever, fusion, fused))
         options = retriever_options(
+            fuse=fused,
             fusion=fusion.value if fusion else None,
             alpha=alpha,
             rrf_k=rrf_k,
@@ -107,25 +116,41 @@ def retriever_options(**given: object) -> dict[str, object]:
     return {key: value for key, value in given.items() if value is not None}
 
 
-def unused_options(retriever: str, fusion: Fusion | None) -> dict[str, str | None]:
-    """Why each search option does nothing with ``retriever`` and ``fusion`` (None: it works)."""
-    hybrid = None if retriever == "hybrid" else f"only --retriever hybrid uses it, not {retriever}"
-    dense = None if retriever in ("dense", "hybrid") else (
-        f"it tunes dense search; --retriever {retriever} does not use it"
-    )
+SEARCH_FAMILY_OPTIONS = ("ef_search", "nprobe", "threads")
+"""`odqa search` options that tune one family's retriever (see Family.search_options)."""
+
+
+def unused_options(
+    retriever: str, fusion: Fusion | None, fused: tuple[str, ...] | None = None
+) -> dict[str, str | None]:
+    """Why each search option does nothing with ``retriever`` and ``fusion`` (None: it works).
+
+    Which family uses which option comes from the registry; with ``hybrid``, an option works
+    when one of the fused families (``fused``, else any) takes it.
+    """
+    from odqa.index.families import FAMILIES, HYBRID
+
+    is_hybrid = retriever == HYBRID
+    hybrid = None if is_hybrid else f"only --retriever hybrid uses it, not {retriever}"
     linear = fusion is Fusion.linear
-    return {
+    unused: dict[str, str | None] = {
+        "fuse": hybrid,
         "fusion": hybrid,
         "depth": hybrid,
         "alpha": hybrid or (None if linear else "it weighs --fusion linear; rrf does not use it"),
         "rrf_k": hybrid or ("it is the rrf constant; --fusion linear does not use it" if linear
                             else None),
-        "ef_search": dense,
-        "nprobe": dense,
-        "threads": None if retriever == "bm25" else (
-            f"only --retriever bm25 uses it, not {retriever}"
-        ),
     }
+    if is_hybrid and fused is not None and len(fused) != 2 and linear:
+        unused["alpha"] = f"it weighs the second of two fused families, not of {len(fused)}"
+    active = (fused or tuple(FAMILIES)) if is_hybrid else (retriever,)
+    for option in SEARCH_FAMILY_OPTIONS:
+        users = [name for name, f in FAMILIES.items() if option in f.search_options]
+        unused[option] = None if set(users) & set(active) else (
+            f"only --retriever {' or '.join(users)} uses it, not {retriever}"
+            + (f" of {','.join(active)}" if is_hybrid else "")
+        )
+    return unused
 
 
 def unused_by_index(manifest: dict) -> dict[str, str | None]:

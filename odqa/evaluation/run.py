@@ -124,7 +124,7 @@ def _score_predictions(data: Any, path: Path) -> tuple[list[SystemResult], list[
 def open_index(path: Path | None, names: list[str]) -> Any:
     """The index at ``path`` (or the default one), checked to hold every retriever in ``names``."""
     from odqa import load_index
-    from odqa.store import resolve_index
+    from odqa.index.store import resolve_index
 
     index = load_index(resolve_index(path))
     available = index.retrievers()

@@ -34,6 +34,8 @@ import numpy as np
 from odqa.errors import IndexLoadError, OdqaError
 
 PHRASE_FORMAT = "odqa-phrase-1"
+INDEX_FILES = ("tokens.npy", "flags.npy", "start.npy")
+"""Files every phrase index folder has (``end.npy`` and the FAISS files depend on the model)."""
 INDEX_KINDS = ("flat", "sq8", "ivfpq")
 CHUNKS = "chunks"
 STATE = "build-state.json"
@@ -371,6 +373,7 @@ class PhraseIndex:
         self.section = section
         self.passage_of = np.asarray(self.tokens[:, 0])
         self.position = np.asarray(self.tokens[:, 1])
+        self.flag_bits = np.asarray(self.flags)
 
     def spans(
         self, q_start: np.ndarray, q_end: np.ndarray, *, candidates: int, max_answer_length: int,
@@ -396,30 +399,37 @@ class PhraseIndex:
         return [rows[i[i >= 0]] for i in ids]
 
     def _extend(self, qs, qe, starts, ends, max_len) -> np.ndarray:
-        """Every valid span from a start candidate forwards and an end candidate backwards."""
-        pairs = []
-        for t in np.unique(starts):
-            hi = int(np.searchsorted(self.passage_of, self.passage_of[t], side="right"))
-            stop = min(hi, t + max_len)
-            cand = np.arange(t, stop)
-            cand = cand[(self.position[cand] - self.position[t] < max_len)
-                        & (np.asarray(self.flags[cand]) & END > 0)]
-            pairs += [(t, c) for c in cand]
-        for t in np.unique(ends):
-            lo = int(np.searchsorted(self.passage_of, self.passage_of[t], side="left"))
-            begin = max(lo, t - max_len + 1)
-            cand = np.arange(begin, t + 1)
-            cand = cand[(self.position[t] - self.position[cand] < max_len)
-                        & (np.asarray(self.flags[cand]) & START > 0)]
-            pairs += [(c, t) for c in cand]
-        if not pairs:
+        """Every valid span from a start candidate forwards and an end candidate backwards:
+        both ends kept by the filter, in one passage, ``j - i < max_len`` (vectorised)."""
+        steps = np.arange(max_len, dtype=np.int64)
+        starts, ends = np.unique(starts), np.unique(ends)
+        ends_after, after = self._partners(starts, starts[:, None] + steps, END, max_len)
+        starts_before, before = self._partners(ends, ends[:, None] - steps, START, max_len)
+        pairs = np.concatenate([
+            np.column_stack([np.broadcast_to(starts[:, None], after.shape)[after],
+                             ends_after[after]]),
+            np.column_stack([starts_before[before],
+                             np.broadcast_to(ends[:, None], before.shape)[before]]),
+        ]).astype(np.int64)
+        if not len(pairs):
             return np.zeros((0, 3))
-        pairs = np.unique(np.asarray(pairs, dtype=np.int64), axis=0)
+        pairs = np.unique(pairs, axis=0)
         s = np.asarray(self.start[pairs[:, 0]], dtype=np.float32) @ qs
         e = np.asarray(self.end[pairs[:, 1]], dtype=np.float32) @ qe
         scores = s + e
         order = np.lexsort((pairs[:, 1], pairs[:, 0], -scores))
         return np.column_stack([pairs[order], scores[order]])
+
+    def _partners(self, anchors: np.ndarray, rows: np.ndarray, bit: int,
+                  max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """``rows`` (one line per anchor token) clipped to the index, and which of them are in
+        the anchor's passage, fewer than ``max_len`` tokens away and flagged ``bit``."""
+        inside = (rows >= 0) & (rows < len(self.passage_of))
+        safe = np.clip(rows, 0, max(len(self.passage_of) - 1, 0))
+        valid = (inside & (self.passage_of[safe] == self.passage_of[anchors][:, None])
+                 & (np.abs(self.position[safe] - self.position[anchors][:, None]) < max_len)
+                 & (self.flag_bits[safe] & bit > 0))
+        return safe, valid
 
     def chars(self, token_start: int, token_end: int) -> tuple[int, int, int]:
         """(passage, char start, char end) of a span of token rows."""

@@ -31,15 +31,13 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from odqa.encoders import DualEncoder
-    from odqa.store import PassageStore
+    from odqa.index.passages import PassageStore
 
 DENSE_FORMAT = 1
 INDEX_FILE = "index.faiss"
 VECTORS_FILE = "vectors.npy"
 STATE_FILE = "build.json"
 CHUNKS = "chunks"
-QUERY_OPTIONS = frozenset({"ef_search", "nprobe", "refine", "device", "batch_size", "backend"})
-"""Search-time options :meth:`DenseRetriever.load` takes (the rest of a hybrid's are fusion's)."""
 
 
 def _chunk_path(dense_dir: Path, number: int) -> Path:

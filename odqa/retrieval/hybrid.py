@@ -1,18 +1,20 @@
-"""Hybrid retrieval: fuse the rankings of a sparse and a dense retriever.
+"""Hybrid retrieval: fuse the rankings of two or more retrievers (any stored families).
 
-The hybrid owns no index: it asks both retrievers for a deeper candidate list than ``k`` and
-fuses them with reciprocal rank fusion (``sum 1 / (rrf_k + rank)``, rank from 1) or a linear
-mix of min-max normalised scores (``alpha * dense + (1 - alpha) * sparse``; a passage missing
-from one list gets 0 from that side).
+The hybrid owns no index: it asks each retriever for a deeper candidate list than ``k`` and
+fuses them with reciprocal rank fusion (``sum 1 / (rrf_k + rank)``, rank from 1) or a weighted
+sum of min-max normalised scores (a passage missing from a list gets 0 from that side). With
+two retrievers the linear weights are ``(1 - alpha, alpha)`` (``alpha`` weighs the second,
+e.g. dense over BM25); with more they are equal.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
 from odqa.errors import OdqaError
+from odqa.retrieval.topk import top_k
 from odqa.types import RankedIds, Retriever
 
 FUSIONS = ("rrf", "linear")
@@ -38,11 +40,11 @@ def min_max(scores: np.ndarray) -> np.ndarray:
 
 
 def linear_scores(
-    sparse: RankedIds, dense: RankedIds, alpha: float
+    rankings: list[RankedIds], weights: Sequence[float]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``alpha * dense + (1 - alpha) * sparse`` on min-max normalised scores: (ids, scores)."""
-    ids = np.concatenate([sparse[0], dense[0]]).astype(np.int64)
-    weighted = np.concatenate([(1.0 - alpha) * min_max(sparse[1]), alpha * min_max(dense[1])])
+    """``sum_i weights[i] * min_max(rankings[i])`` per passage: (unique ids, fused scores)."""
+    ids = np.concatenate([r[0] for r in rankings]).astype(np.int64)
+    weighted = np.concatenate([w * min_max(r[1]) for r, w in zip(rankings, weights, strict=True)])
     return _sum_by_id(ids, weighted)
 
 
@@ -51,46 +53,53 @@ def _sum_by_id(ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndar
     return unique, np.bincount(inverse, weights=values, minlength=len(unique))
 
 
-def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> RankedIds:
-    """The ``k`` best by (-score, id) as (int64 ids, float32 scores)."""
-    order = np.lexsort((ids, -scores))[:k]
-    return ids[order].astype(np.int64), scores[order].astype(np.float32)
-
-
 class HybridRetriever:
-    """Composes a sparse and a dense retriever and fuses their rankings.
+    """Composes retrievers and fuses their rankings.
 
     Args:
-        sparse: e.g. the BM25 retriever.
-        dense: e.g. a :class:`~odqa.retrieval.dense.DenseRetriever`.
+        retrievers: two or more, e.g. BM25 and a dense retriever.
+        names: their names (for error messages), e.g. the family names.
         fusion: ``rrf`` (default) or ``linear``.
-        alpha: weight of the dense side for ``linear`` (0..1).
+        alpha: with two retrievers and ``linear``, the weight of the second (0..1; default
+            0.5); more retrievers get equal weights.
         rrf_k: the RRF constant (60 as in Cormack et al.).
         depth: candidates fetched from each side (default ``max(100, 4k)``; at least ``k``).
 
     Raises:
-        OdqaError: unknown fusion, alpha outside [0, 1], non-positive rrf_k or depth.
+        OdqaError: fewer than two retrievers, unknown fusion, alpha outside [0, 1] or with
+            more than two retrievers, non-positive rrf_k or depth.
     """
 
     def __init__(
         self,
-        sparse: Retriever,
-        dense: Retriever,
+        retrievers: Sequence[Retriever],
+        names: Sequence[str] | None = None,
         fusion: str = "rrf",
-        alpha: float = 0.5,
+        alpha: float | None = None,
         rrf_k: float = 60.0,
         depth: int | None = None,
     ) -> None:
+        names = tuple(names) if names is not None else tuple(
+            f"retriever {i + 1}" for i in range(len(retrievers)))
+        if len(retrievers) < 2 or len(names) != len(retrievers):
+            raise OdqaError(f"a hybrid fuses two or more retrievers, got {', '.join(names)}")
         if fusion not in FUSIONS:
             raise OdqaError(f"unknown fusion '{fusion}': choose one of {', '.join(FUSIONS)}")
-        if not 0.0 <= alpha <= 1.0:
+        if alpha is not None and not 0.0 <= alpha <= 1.0:
             raise OdqaError(f"--alpha must be between 0 and 1, got {alpha}")
+        if alpha is not None and len(retrievers) != 2:
+            raise OdqaError(
+                f"--alpha weighs the second of two fused retrievers; {', '.join(names)} are "
+                "fused with equal weights"
+            )
         if rrf_k <= 0 or (depth is not None and depth < 1):
             raise OdqaError(f"rrf_k and depth must be positive, got {rrf_k} and {depth}")
-        self.sparse = sparse
-        self.dense = dense
+        self.retrievers = list(retrievers)
+        self.names = names
         self.fusion = fusion
-        self.alpha = alpha
+        share = 0.5 if alpha is None else alpha
+        self.weights = ((1.0 - share, share) if len(retrievers) == 2
+                        else (1.0 / len(retrievers),) * len(retrievers))
         self.rrf_k = rrf_k
         self.depth = depth
 
@@ -98,22 +107,17 @@ class HybridRetriever:
         """How many candidates each side returns for a final top ``k``."""
         return max(k, self.depth if self.depth is not None else max(MIN_DEPTH, 4 * k))
 
-    def fuse(self, sparse: RankedIds, dense: RankedIds, k: int) -> RankedIds:
-        """Fuse one query's two rankings into its top ``k``."""
+    def fuse(self, rankings: list[RankedIds], k: int) -> RankedIds:
+        """Fuse one query's rankings (one per retriever) into its top ``k``."""
         if self.fusion == "rrf":
-            ids, scores = rrf_scores([sparse, dense], self.rrf_k)
+            ids, scores = rrf_scores(rankings, self.rrf_k)
         else:
-            ids, scores = linear_scores(sparse, dense, self.alpha)
-        return top_k(ids, scores, k)
+            ids, scores = linear_scores(rankings, self.weights)
+        ids, scores = top_k(scores, ids, k)
+        return ids.astype(np.int64), scores.astype(np.float32)
 
     def search_ids(self, queries: list[str], k: int) -> list[RankedIds]:
         """Top ``k`` fused passage indices and scores per query, best first, ties by index."""
         depth = self.candidate_depth(k)
-        sparse = self.sparse.search_ids(queries, depth)
-        dense = self.dense.search_ids(queries, depth)
-        return [self.fuse(s, d, k) for s, d in zip(sparse, dense, strict=True)]
-
-    def describe(self) -> dict[str, Any]:
-        """The fusion settings (for logs and benchmarks)."""
-        names = ("fusion", "alpha", "rrf_k", "depth")
-        return {name: getattr(self, name) for name in names}
+        per_side = [r.search_ids(queries, depth) for r in self.retrievers]
+        return [self.fuse(list(rankings), k) for rankings in zip(*per_side, strict=True)]

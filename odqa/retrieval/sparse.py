@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
 
 ARRAYS = ("data", "indices", "indptr", "term_base", "doc_lengths")
+BM25_FILES = tuple(f"{name}.npy" for name in ARRAYS)
+BM25_VOCAB = "vocab.json"
 CHUNK_TOKENS = 4_000_000
 SCORE_SLICE = 8_000_000
 BATCH_POSTINGS = 4_000_000
@@ -189,7 +191,7 @@ class SparseBuilder:
             np.save(folder / f"{name}.npy", array, allow_pickle=False)
         smallest = bm25_bounds.write_maxima(folder, indptr, bm25_bounds.BLOCK_SIZE)
         terms_by_id = sorted(self.vocab, key=self.vocab.__getitem__)
-        (folder / "vocab.json").write_text(json.dumps(terms_by_id, ensure_ascii=False))
+        (folder / BM25_VOCAB).write_text(json.dumps(terms_by_id, ensure_ascii=False))
         return {
             "params": self.params.to_dict(),
             "analyzer": self.analyzer.to_dict(),
@@ -315,7 +317,7 @@ class BM25Retriever:
     def vocab(self) -> dict[str, int]:
         """Term -> row, loaded on first use."""
         if self._vocab is None:
-            terms = json.loads((self.folder / "vocab.json").read_text(encoding="utf-8"))
+            terms = json.loads((self.folder / BM25_VOCAB).read_text(encoding="utf-8"))
             self._vocab = {t: i for i, t in enumerate(terms)}
         return self._vocab
 
@@ -539,3 +541,40 @@ class BM25Retriever:
         buffer[candidates] = 0.0
         ids, scores = top_k(values, candidates, k)
         return ids.astype(np.int64), scores + self._base(rows, counts)
+
+
+def open_bm25(
+    folder: Path, section: dict[str, Any], passages: int, **options: Any
+) -> BM25Retriever:
+    """The BM25 retriever of an index folder, its vocabulary loaded and checked against the
+    manifest ``section``.
+
+    Raises:
+        IndexLoadError: unreadable arrays or vocabulary, or a vocabulary of the wrong size.
+    """
+    try:
+        retriever = BM25Retriever(folder, section, passages, **options)
+    except (TypeError, ValueError, OSError) as exc:
+        raise IndexLoadError(
+            f"{folder}: unreadable BM25 files ({_first_line(exc)}); rebuild the index with --force"
+        ) from None
+    try:
+        vocab = retriever.vocab
+    except (TypeError, ValueError, OSError) as exc:
+        raise IndexLoadError(
+            f"{folder / BM25_VOCAB}: unreadable ({_first_line(exc)}); rebuild the index "
+            "with --force"
+        ) from None
+    expected = section["vocabulary_size"]
+    if len(vocab) != expected or not all(isinstance(term, str) for term in vocab):
+        raise IndexLoadError(
+            f"{folder / BM25_VOCAB}: expected a list of {expected} terms, found {len(vocab)} "
+            "entries; rebuild the index with --force"
+        )
+    return retriever
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), shortened."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -55,9 +55,9 @@ def hard_negatives(
     import json
 
     from odqa import load_index
-    from odqa.build import BuildOptions, build_index
     from odqa.corpus import CorpusOptions
     from odqa.evaluate import has_answer
+    from odqa.index.build import BuildOptions, build_index
 
     corpus = scratch / "paragraphs.jsonl"
     scratch.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 
 from odqa.errors import IndexLoadError
-from odqa.store import BM25_FILES, BM25_VOCAB, OFFSETS, PASSAGES, load_offsets, read_manifest
+from odqa.index.families import FAMILIES
+from odqa.index.manifest import read_manifest
+from odqa.index.passages import OFFSETS, PASSAGES, load_offsets
 
 BLOCK = 1 << 26
 """Bytes of ``passages.jsonl`` scanned at a time when counting lines."""
@@ -29,10 +31,8 @@ def check_index(path: Path) -> list[str]:
     manifest = read_manifest(path)
     count = manifest["corpus"]["passages"]
     done = [_check_passages(path, count)]
-    if "bm25" in manifest["kinds"]:
-        done += _check_bm25(path / "bm25", manifest["bm25"], count)
-    if "dense" in manifest["kinds"]:
-        done += _check_dense(path / "dense", manifest["dense"], count)
+    for kind in manifest["kinds"]:
+        done += FAMILIES[kind].check(path / kind, manifest[kind], count)
     return done
 
 
@@ -89,7 +89,10 @@ def _expect(path: Path, array: np.ndarray, length: int, kind: str) -> None:
         )
 
 
-def _check_bm25(folder: Path, section: dict[str, Any], count: int) -> list[str]:
+def check_bm25(folder: Path, section: dict[str, Any], count: int) -> list[str]:
+    """Every BM25 array's shape and type, the matrix's structure and the vocabulary."""
+    from odqa.retrieval.sparse import BM25_FILES, BM25_VOCAB
+
     arrays = {name: _load(folder / name) for name in BM25_FILES}
     terms, nonzeros = section["vocabulary_size"], section["nonzeros"]
     expected = {
@@ -122,7 +125,8 @@ def _check_bm25(folder: Path, section: dict[str, Any], count: int) -> list[str]:
     ]
 
 
-def _check_dense(folder: Path, section: dict[str, Any], count: int) -> list[str]:
+def check_dense(folder: Path, section: dict[str, Any], count: int) -> list[str]:
+    """The FAISS index's vector count and dimension (and the refine vectors when kept)."""
     from odqa.retrieval import faiss_index
 
     path = folder / section["faiss"]["file"]

@@ -26,29 +26,32 @@ from rich.progress import Progress
 from odqa import __version__
 from odqa.corpus import CorpusOptions, CorpusStats, iter_passages
 from odqa.errors import OdqaError
+from odqa.index.families import FAMILIES, get_family
+from odqa.index.manifest import FORMAT, FORMAT_VERSION, MANIFEST, index_entries, is_odqa_index
+from odqa.index.passages import PassageStore, PassageWriter
 from odqa.retrieval.bm25_formulas import BM25Params
-from odqa.retrieval.sparse import SparseBuilder
-from odqa.store import (
-    FORMAT,
-    FORMAT_VERSION,
-    INDEX_ENTRIES,
-    MANIFEST,
-    PassageStore,
-    PassageWriter,
-    is_odqa_index,
-)
 from odqa.text import Analyzer
 from odqa.types import Passage
 
-RETRIEVER_FAMILIES = ("bm25", "dense", "phrase")
 BUILD_MARKER = ".odqa-build"
 """File in a ``.tmp-build`` folder that says odqa made it (removed before the final rename)."""
-BUILD_ENTRIES = INDEX_ENTRIES | {"bm25-chunks", BUILD_MARKER}
+SCRATCH = "scratch"
+"""Build-local folder for families' temporary files (never part of a finished index)."""
+
+
+def build_entries() -> frozenset[str]:
+    """What a ``.tmp-build`` folder odqa made may hold."""
+    return index_entries() | {SCRATCH, "bm25-chunks", BUILD_MARKER}
 
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """Everything that decides what an index contains."""
+    """Everything that decides what an index contains.
+
+    ``retrievers`` names families of :data:`~odqa.index.families.FAMILIES`; each takes its
+    settings from here (:meth:`~odqa.index.families.Family.options`): the built-in ones from
+    their fields, others from ``extra[name]``.
+    """
 
     corpus: CorpusOptions = field(default_factory=CorpusOptions)
     retrievers: tuple[str, ...] = ("bm25",)
@@ -56,18 +59,17 @@ class BuildOptions:
     analyzer: Analyzer = field(default_factory=Analyzer)
     dense: Any = None
     phrase: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = [r for r in self.retrievers if r not in RETRIEVER_FAMILIES]
+        unknown = [r for r in self.retrievers if r not in FAMILIES]
         if unknown or not self.retrievers:
             raise OdqaError(
                 f"unknown retriever '{','.join(unknown)}' in --retrievers: choose from "
-                f"{', '.join(RETRIEVER_FAMILIES)} (comma-separated)"
+                f"{', '.join(FAMILIES)} (comma-separated)"
             )
-        if "dense" in self.retrievers and self.dense is None:
-            raise OdqaError("a dense index needs encoder settings (DenseOptions)")
-        if "phrase" in self.retrievers and self.phrase is None:
-            raise OdqaError("a phrase index needs phrase settings (PhraseOptions)")
+        for name in self.retrievers:
+            FAMILIES[name].options(self)
 
 
 def bm25_text(passage: Passage) -> str:
@@ -166,7 +168,7 @@ def _is_within(path: Path, folder: Path) -> bool:
 def _odqa_build_folder(path: Path) -> bool:
     """Whether ``path`` is a build folder odqa left (its marker, or only odqa's entries)."""
     names = {p.name for p in path.iterdir()}
-    return BUILD_MARKER in names or names <= BUILD_ENTRIES
+    return BUILD_MARKER in names or names <= build_entries()
 
 
 def check_target(inputs: list[Path], out: Path, force: bool) -> None:
@@ -212,9 +214,10 @@ def library_versions() -> dict[str, str]:
 
 
 def _has_resumable_work(tmp: Path) -> bool:
-    for family in ("dense", "phrase"):
-        chunks = tmp / family / "chunks"
-        if chunks.is_dir() and any(chunks.iterdir()):
+    """Whether a build folder holds work a resumable family kept (its folder is not empty)."""
+    for family in FAMILIES.values():
+        folder = tmp / family.name
+        if family.resumable and folder.is_dir() and any(folder.rglob("*.npy")):
             return True
     return False
 
@@ -292,17 +295,20 @@ def _build_into(
 ) -> dict[str, Any]:
     stats = CorpusStats()
     writer = PassageWriter(tmp)
-    sparse = None
-    if "bm25" in options.retrievers:
-        sparse = SparseBuilder(options.analyzer, options.bm25, scratch=tmp / "bm25-chunks")
+    families = [get_family(name) for name in options.retrievers]
+    builders = [
+        family.builder(tmp / family.name, family.options(options), resume=resume,
+                       scratch=tmp / SCRATCH)
+        for family in families
+    ]
     task = None
     if progress is not None:
         task = progress.add_task("reading corpus", total=None, unit="passages", count=0)
     try:
         for passage in iter_passages(inputs, options.corpus, stats):
             writer.add(passage)
-            if sparse is not None:
-                sparse.add(bm25_text(passage))
+            for builder in builders:
+                builder.add(passage)
             if progress is not None and stats.passages % 512 == 0:
                 _show_reading(progress, task, stats)
     finally:
@@ -328,22 +334,9 @@ def _build_into(
         },
         "libraries": library_versions(),
     }
-    if sparse is not None:
-        manifest["bm25"] = sparse.write(tmp / "bm25")
-    if "dense" in options.retrievers:
-        from odqa.retrieval.dense import build_dense
-
-        dense_dir = tmp / "dense"
-        dense_dir.mkdir(exist_ok=True)
-        manifest["dense"] = build_dense(
-            dense_dir, PassageStore(tmp), options.dense, resume=resume, progress=progress
-        )
-    if "phrase" in options.retrievers:
-        from odqa.phrase.index import build_phrase
-
-        manifest["phrase"] = build_phrase(
-            tmp / "phrase", PassageStore(tmp), options.phrase, resume=resume, progress=progress
-        )
+    for family, builder in zip(families, builders, strict=True):
+        manifest[family.name] = builder.finish(PassageStore(tmp), progress)
+    shutil.rmtree(tmp / SCRATCH, ignore_errors=True)
     return manifest
 
 
