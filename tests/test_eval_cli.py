@@ -240,7 +240,12 @@ def check_qa_report(report: dict, out: Path, dataset: Path, mode: str) -> None:
     assert system["metrics"]["f1"] == pytest.approx(np.mean([s["f1"] for s in scores]))
     assert all(isinstance(r["prediction"], str) for r in records)
     rescored = eval_json(dataset, "--limit", str(len(records)), "--predictions", out)
-    assert rescored["systems"][0]["metrics"] == system["metrics"]
+    top_answer = {k: system["metrics"][k] for k in ("em", "f1")}
+    assert rescored["systems"][0]["metrics"] == top_answer
+    # Every answerer ranks several answers: EM@1 is the top answer's EM, EM@k grows with k.
+    assert system["metrics"]["em@1"] == pytest.approx(system["metrics"]["em"])
+    at_k = [system["metrics"][f"em@{k}"] for k in (1, 5, 20, 100)]
+    assert at_k == sorted(at_k)
 
 
 def test_open_book_with_a_tiny_reader(sample_index, tiny_reader, tmp_path):
@@ -256,6 +261,32 @@ def test_open_book_with_a_tiny_reader(sample_index, tiny_reader, tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     hits = index.search([r["question"] for r in records], k=3)
     assert all(r["prediction"] in " ".join(h.text for h in hs) for r, hs in zip(records, hits))
+
+
+def test_eval_and_ask_share_one_pipeline_and_its_options(sample_index, tiny_reader, tmp_path):
+    """The same reader options give eval's top answers and ask's, question by question."""
+    options = ("--reader", tiny_reader, "--passages", "3", "--max-answer-length", "5",
+               "--backend", "torch", "--precision", "fp32", "--score", "combined")
+    out = tmp_path / "eval.jsonl"
+    eval_json(SAMPLE_QUESTIONS, "-i", sample_index, "--mode", "open-book", "--limit", "4",
+              "--predictions-out", out, *options)
+    evaluated = [json.loads(line) for line in out.read_text().splitlines()]
+    asked = invoke("ask", "--questions", SAMPLE_QUESTIONS, "-i", sample_index, "--format",
+                   "jsonl", "--top", "1", *options)
+    assert asked.exit_code == 0, asked.output
+    answers = [json.loads(line) for line in asked.stdout.splitlines()][:4]
+    assert [a["answers"][0]["text"] for a in answers] == [r["prediction"] for r in evaluated]
+
+
+def test_open_book_with_a_generative_reader(sample_index, tiny_t5, tmp_path):
+    out = tmp_path / "generative.jsonl"
+    report = eval_json(
+        SAMPLE_QUESTIONS, "-i", sample_index, "--mode", "open-book", "--reader-kind",
+        "generative", "--reader", tiny_t5, "--passages", "2", "--num-beams", "2",
+        "--max-new-tokens", "4", "--limit", "3", "--predictions-out", out,
+    )  # fmt: skip
+    check_qa_report(report, out, SAMPLE_QUESTIONS, "open-book")
+    assert report["systems"][0]["name"] == "bm25"
 
 
 def test_closed_book_with_a_tiny_t5(tiny_t5, tmp_path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -48,7 +48,7 @@ class TitleFamily:
 
     name = "titles"
     summary = "title words (a test family)"
-    schema = {"titles": int, "lowercase": bool}
+    schema: ClassVar[dict[str, type]] = {"titles": int, "lowercase": bool}
     search_options = ("boost",)
     resumable = False
 
@@ -128,12 +128,12 @@ def test_the_family_schema_and_files_are_enforced_on_load(titled_index: Path) ->
     manifest = json.loads(path.read_text())
     del manifest["titles"]["lowercase"]
     path.write_text(json.dumps(manifest))
-    with pytest.raises(IndexLoadError, match="'titles.lowercase' is missing"):
+    with pytest.raises(IndexLoadError, match=r"'titles\.lowercase' is missing"):
         Index.load(titled_index)
     manifest["titles"]["lowercase"] = True
     path.write_text(json.dumps(manifest))
     (titled_index / "titles" / TITLES).unlink()
-    with pytest.raises(IndexLoadError, match="'titles/titles.json' is missing"):
+    with pytest.raises(IndexLoadError, match=r"'titles/titles\.json' is missing"):
         Index.load(titled_index)
 
 

@@ -9,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-from odqa.commands._choices import Backend, Device, EvalMode, Precision, ReportFormat
+from odqa.commands import _answer_options as opts
+from odqa.commands._choices import (
+    Device,
+    EvalMode,
+    Precision,
+    ReaderBackend,
+    ReaderKind,
+    ReportFormat,
+    ScoreMode,
+)
 from odqa.commands._common import (
     RETRIEVER_HELP,
     check_retrievers,
@@ -43,13 +52,6 @@ def report_failures(results: list) -> None:
             err_console.print(f"warning: {r.name}: question {qid} failed: {error}", markup=False)
         if len(r.failures) > SHOWN_FAILURES:
             err_console.print(f"warning: {r.name}: {len(r.failures)} questions failed in all")
-
-
-def reader_options(mode: str, device: Device, backend: Backend, precision: Precision) -> dict:
-    """Extractive-reader runtime options for the modes that read passages."""
-    if mode not in ("reading", "open-book"):
-        return {}
-    return {"device": device.value, "backend": backend.value, "precision": precision.value}
 
 
 def eval_command(
@@ -87,10 +89,8 @@ def eval_command(
     plot: Annotated[
         Path | None, typer.Option(help="Draw top-k accuracy curves to this PNG (retrieval).")
     ] = None,
-    reader: Annotated[
-        str | None,
-        typer.Option(help="open-book: extractive reader; closed-book: seq2seq model (id or path)."),
-    ] = None,
+    reader: opts.ReaderOption = None,
+    reader_kind: opts.ReaderKindOption = ReaderKind.extractive,
     passages: Annotated[
         int, typer.Option(min=1, help="open-book: passages retrieved and read per question.")
     ] = 20,
@@ -113,15 +113,18 @@ def eval_command(
         ),
     ] = 100,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    device: Annotated[Device, typer.Option(help="Reader device: auto, cpu or cuda.")] = (
-        Device.auto
-    ),
-    backend: Annotated[
-        Backend, typer.Option(help="Extractive reader runtime: torch, onnx or int8 (CPU).")
-    ] = Backend.torch,
-    precision: Annotated[
-        Precision, typer.Option(help="Extractive reader precision (torch): auto, fp32, fp16, bf16.")
-    ] = Precision.auto,
+    max_seq_length: opts.MaxSeqLengthOption = 384,
+    doc_stride: opts.DocStrideOption = 128,
+    max_answer_length: opts.MaxAnswerLengthOption = None,
+    score: opts.ScoreOption = ScoreMode.reader,
+    retriever_weight: opts.RetrieverWeightOption = 1.0,
+    no_answer_threshold: opts.NoAnswerThresholdOption = None,
+    device: opts.DeviceOption = Device.auto,
+    backend: opts.BackendOption = ReaderBackend.auto,
+    precision: opts.PrecisionOption = Precision.auto,
+    num_beams: opts.NumBeamsOption = 8,
+    max_new_tokens: opts.MaxNewTokensOption = 32,
+    prefix: opts.PrefixOption = "",
 ) -> None:
     """Evaluate retrieval or question answering on a dataset, or score a predictions file."""
     from odqa.evaluation import run_evaluation
@@ -137,6 +140,7 @@ def eval_command(
         if plot is not None and mode_name != "retrieval":
             raise typer.BadParameter("--plot draws retrieval curves: use it with --mode retrieval")
         check_retrievers(names)
+        settings = opts.settings_from(locals(), passages=passages)
         prepare_output(plot, "--plot")
         prepare_output(predictions_out, "--predictions-out")
         run = run_evaluation(
@@ -146,15 +150,14 @@ def eval_command(
             retrievers=names,
             ks=ks,
             predictions=predictions,
-            reader=reader,
-            passages=passages,
+            settings=settings,
+            reader_kind=reader_kind.value,
             regex=regex,
             limit=limit,
             batch_size=batch_size,
             latency_sample=latency_sample,
             curves=plot is not None,
             progress=not quiet,
-            reader_options=reader_options(mode_name, device, backend, precision),
         )
         report_failures(run.results)
         if predictions_out is not None:

@@ -38,46 +38,38 @@ def score_answers(
     return SystemResult(name, metrics, latency, failures, counts={"missing": missing}), records
 
 
-def _top_text(answered) -> list[str]:
-    return [qa.answers[0].text if qa.answers else "" for qa in answered]
-
-
 def _systems(
-    mode: str, index: Any, names: list[str], reader: str | None, passages: int,
-    reader_options: dict[str, Any], ks: list[int], ranked: dict[str, list[str]],
-):
-    """(name, batch call) per system to evaluate in ``mode``."""
+    mode: str, index: Any, names: list[str], settings: Any, reader_kind: str, ks: list[int],
+    ranked: dict[str, list[str]],
+) -> list[tuple[str, Any]]:
+    """(name, batch call) per system to evaluate in ``mode``: one per retriever in ``names``
+    for answerers that retrieve, else one. Every call keeps each question's ranked answer texts
+    in ``ranked[system][question id]`` (for EM@k) and returns the top answer's text."""
+    from dataclasses import replace
+
+    from odqa.answering.closed_book import DEFAULT_CLOSED_BOOK_MODEL
+    from odqa.answering.pipeline import answerer_for, make_answerer
     from odqa.types import Query
 
-    if mode == "closed-book":
-        from odqa.answering.closed_book import DEFAULT_CLOSED_BOOK_MODEL, answer_closed_book
+    answerer = answerer_for(mode, reader_kind)
+    deepest = replace(settings, top=max(ks))
 
-        def closed(batch):
-            qs = [Query(q.id, q.question) for q in batch]
-            return _top_text(answer_closed_book(qs, model=reader, top=1))
+    def system(name: str, answer: Any):
+        kept = ranked.setdefault(name, {})
 
-        return [(reader or DEFAULT_CLOSED_BOOK_MODEL, closed)]
-    if mode == "phrase":
-        from odqa.phrase.answer import answer_phrase
+        def call(batch):
+            found = answer([Query(q.id, q.question) for q in batch])
+            for q, answered in zip(batch, found, strict=True):
+                kept[q.id] = [a.text for a in answered.answers]
+            return [qa.answers[0].text if qa.answers else "" for qa in found]
 
-        def phrase(batch):
-            qs = [Query(q.id, q.question) for q in batch]
-            found = answer_phrase(index, qs, top=max(ks))
-            for q, answered in zip(batch, found):
-                ranked[q.id] = [a.text for a in answered.answers]
-            return _top_text(found)
+        return name, call
 
-        return [("phrase", phrase)]
-    from odqa.answering.open_book import answer_open_book
-
-    def open_book(batch, name):
-        qs = [Query(q.id, q.question) for q in batch]
-        found = answer_open_book(
-            index, qs, retriever=name, passages=passages, top=1, reader=reader, **reader_options
-        )
-        return _top_text(found)
-
-    return [(name, lambda b, n=name: open_book(b, n)) for name in names]
+    if "retriever" not in answerer.settings:
+        name = (settings.reader or DEFAULT_CLOSED_BOOK_MODEL) if mode == "closed-book" else mode
+        return [system(name, make_answerer(answerer, deepest, index))]
+    return [system(n, make_answerer(answerer, replace(deepest, retriever=n), index))
+            for n in names]
 
 
 def evaluate_qa(
@@ -86,23 +78,19 @@ def evaluate_qa(
     index: Any,
     names: list[str],
     *,
-    reader: str | None,
-    passages: int,
+    settings: Any,
+    reader_kind: str = "extractive",
     batch_size: int,
     latency_sample: int = 0,
     progress: Any,
-    reader_options: dict[str, Any] | None = None,
     ks: list[int] | None = None,
 ) -> tuple[list[SystemResult], list[dict]]:
-    """Answer every question (top answer only) with each system and score EM / F1.
-
-    ``mode`` is ``"open-book"`` (one system per retriever in ``names``) or ``"closed-book"``.
-    """
+    """Answer every question with each system of ``mode`` (the answerers of `odqa ask`, with
+    ``settings``) and score EM / F1 of the top answer and EM@k / F1@k of the ranked ones."""
     results, records = [], []
     ks = ks or [1]
-    ranked: dict[str, list[str]] = {}
-    systems = _systems(mode, index, names, reader, passages, reader_options or {}, ks, ranked)
-    for name, call in systems:
+    ranked: dict[str, dict[str, list[str]]] = {}
+    for name, call in _systems(mode, index, names, settings, reader_kind, ks, ranked):
         run, latency = timed_run(
             data.questions,
             call,
@@ -113,8 +101,7 @@ def evaluate_qa(
         )
         result, rows = score_answers(name, data, run.outputs, latency, run.failures)
         result.counts.pop("missing")  # here an unanswered question is a failed one
-        if ranked:
-            result.metrics.update(scores_at_k(data, ranked, ks))
+        result.metrics.update(scores_at_k(data, ranked[name], ks))
         results.append(result)
         records += rows
     return results, records

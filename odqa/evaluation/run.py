@@ -30,29 +30,32 @@ def run_evaluation(
     retrievers: list[str] | None = None,
     ks: list[int] | None = None,
     predictions: Path | None = None,
-    reader: str | None = None,
-    passages: int = 20,
+    settings: Any = None,
+    reader_kind: str = "extractive",
     regex: bool | None = None,
     limit: int | None = None,
     batch_size: int = 32,
     latency_sample: int = 100,
     curves: bool = False,
     progress: bool = True,
-    reader_options: dict[str, Any] | None = None,
 ) -> EvalRun:
     """Evaluate ``mode`` (one of :data:`MODES`) on ``dataset``.
 
     ``index`` is the index directory (None: the only one under the default root); ``curves``
     asks for top-k accuracy curves, which BEIR folders cannot give. ``predictions`` is the file
-    scored in ``"predictions"`` mode. ``"reading"`` reads each question's own paragraph (SQuAD
-    JSON or JSON lines with contexts) with the extractive ``reader``; ``reader_options`` are
-    :class:`~odqa.readers.extractive.ReaderParams` fields for the reading modes. Raises
+    scored in ``"predictions"`` mode. ``settings`` (an
+    :class:`~odqa.answering.pipeline.AskSettings`) and ``reader_kind`` configure the answering
+    modes exactly as `odqa ask` does; ``"reading"`` reads each question's own paragraph (SQuAD
+    JSON or JSON lines with contexts) with the extractive reader of ``settings``. Raises
     :class:`OdqaError` for unusable combinations.
     """
+    from odqa.answering.pipeline import AskSettings
     from odqa.datasets import load_dataset
 
+    settings = settings or AskSettings()
+
     if mode == "reading":
-        return _run_reading(dataset, reader, limit, reader_options or {}, progress)
+        return _run_reading(dataset, settings, limit, progress)
     data = load_dataset(dataset, regex=regex, limit=limit)
     if data.qrels is not None and mode != "retrieval":
         raise OdqaError("a BEIR folder has relevance judgements, not answers: use --mode retrieval")
@@ -75,30 +78,30 @@ def run_evaluation(
             ["phrase"] if mode == "phrase" else retrievers or ["bm25"],
             ks or [1, 5, 20, 100],
             report,
-            reader=reader,
-            passages=passages,
+            settings=settings,
+            reader_kind=reader_kind,
             batch_size=batch_size,
             latency_sample=latency_sample,
             progress=progress,
-            reader_options=reader_options or {},
         )
     report["systems"] = [r.to_dict() for r in results]
     return EvalRun(report, results, records, data.name)
 
 
-def _run_reading(
-    dataset: Path, reader: str | None, limit: int | None, options: dict[str, Any], progress: bool
-) -> EvalRun:
+def _run_reading(dataset: Path, settings: Any, limit: int | None, progress: bool) -> EvalRun:
     """Gold-paragraph reading comprehension: EM / F1 and questions/s of one extractive reader."""
+    from dataclasses import asdict
+
     from odqa.evaluation.reading import evaluate_reading
-    from odqa.readers.extractive import DEFAULT_READER, ExtractiveReader, ReaderParams
+    from odqa.readers.extractive import DEFAULT_READER, ExtractiveReader
     from odqa.training.data import load_qa_examples
 
     examples, _ = load_qa_examples([dataset])
     examples = examples[:limit] if limit else examples
-    name = reader or DEFAULT_READER
-    found = evaluate_reading(ExtractiveReader(name, ReaderParams(**options)), examples,
-                             progress=progress)
+    name = settings.reader or DEFAULT_READER
+    params = settings.reader_params()
+    options = asdict(params)
+    found = evaluate_reading(ExtractiveReader(name, params), examples, progress=progress)
     result = SystemResult(
         name, {"em": found.em / 100, "f1": found.f1 / 100},
         latency={"questions_per_s": found.questions_per_second},
@@ -145,12 +148,11 @@ def _run_systems(
     ks: list[int],
     report: dict[str, Any],
     *,
-    reader: str | None,
-    passages: int,
+    settings: Any,
+    reader_kind: str,
     batch_size: int,
     latency_sample: int,
     progress: bool,
-    reader_options: dict[str, Any],
 ) -> tuple[list[SystemResult], list[dict]]:
     """Run the systems of ``mode``; fills ``report`` with run details."""
     from odqa.evaluation.qa import evaluate_qa
@@ -178,11 +180,10 @@ def _run_systems(
             mode,
             index,
             names,
-            reader=reader,
-            passages=passages,
+            settings=settings,
+            reader_kind=reader_kind,
             batch_size=batch_size,
             latency_sample=latency_sample,
             progress=bar,
-            reader_options=reader_options,
             ks=ks,
         )
