@@ -202,6 +202,8 @@ def test_densephrases_checkpoint_with_wrong_shapes_is_one_error(tiny_base, tmp_p
 
 
 def test_phrase_delta_folder_round_trip(tiny_base, tmp_path):
+    from transformers import AutoTokenizer
+
     from odqa.phrase.model import load_phrase_model
     from odqa.training.loop import LoopConfig
     from odqa.training.phrase import PhraseTrainParams
@@ -213,8 +215,11 @@ def test_phrase_delta_folder_round_trip(tiny_base, tmp_path):
                           LoopConfig(batch_size=4, precision="fp32", device="cpu"),
                           save="delta", progress=False)
     assert record["finished"] and (out / "delta.safetensors").is_file()
-    model, _ = load_phrase_model(str(out))
+    assert not (out / "tokenizer.json").exists()  # a delta takes its base's tokenizer
+    model, tokenizer = load_phrase_model(str(out))
     assert model.config.delta and model.config.base == str(tiny_base)
+    base_tokenizer = AutoTokenizer.from_pretrained(str(tiny_base))
+    assert tokenizer(QUESTION)["input_ids"] == base_tokenizer(QUESTION)["input_ids"]
 
 
 def test_eval_phrase_mode_reports_em_at_k(phrase_index, tmp_path):

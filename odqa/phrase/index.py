@@ -204,14 +204,18 @@ class PhraseEncoder:
 
 
 def _positions(passages, char_starts, titles, texts, first, encoder) -> np.ndarray:
-    """Token position of each kept token in its passage text (by character start)."""
+    """Token position of each kept token in its passage text (by character start); the
+    passages' texts are tokenised in one batch."""
+    from odqa.models import quiet_transformers
+
     out = np.zeros(len(passages), dtype=np.int32)
-    for p in np.unique(passages):
-        rows = np.flatnonzero(passages == p)
-        text = texts[p - first]
-        offsets = encoder.tokenizer(text, add_special_tokens=False,
+    unique = np.unique(passages)
+    with quiet_transformers():  # long passages exceed the model's length: only offsets needed
+        offsets = encoder.tokenizer([texts[p - first] for p in unique], add_special_tokens=False,
                                     return_offsets_mapping=True)["offset_mapping"]
-        token_starts = np.array([o[0] for o in offsets], dtype=np.int64)
+    for p, passage_offsets in zip(unique, offsets, strict=True):
+        rows = np.flatnonzero(passages == p)
+        token_starts = np.array([o[0] for o in passage_offsets], dtype=np.int64)
         out[rows] = np.searchsorted(token_starts, char_starts[rows], side="left")
     return out
 

@@ -33,6 +33,8 @@ from odqa.errors import ModelNotAvailableError
 
 META = "odqa_phrase.json"
 PARTS = ("phrase_encoder", "query_start_encoder", "query_end_encoder")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+"""Any of these in a folder means it carries its own tokenizer."""
 HEADS = ("start_head", "end_head", "query_start_head", "query_end_head")
 
 
@@ -178,8 +180,12 @@ def load_phrase_model(name: str) -> tuple[Any, Any]:
             f"'{folder}' is not a phrase model: no {META} and no query_start_encoder.* weights"
         )
     with quiet_transformers():
-        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, str(folder), "phrase",
-                                    "--phrase-encoder")
+        own_tokenizer = any((folder / n).is_file() for n in TOKENIZER_FILES)
+        tokenizer = load_pretrained(
+            AutoTokenizer.from_pretrained,
+            str(folder) if own_tokenizer or not config.delta else config.base or "",
+            "phrase" if own_tokenizer else "base", "--phrase-encoder",
+        )
         hf_config = AutoConfig.from_pretrained(str(folder))
         if config.delta:
             encoder = load_pretrained(
@@ -213,7 +219,8 @@ def load_phrase_model(name: str) -> tuple[Any, Any]:
 
 def save_phrase_model(model: Any, tokenizer: Any, folder: Path, *, delta_over: str | None) -> int:
     """Write odqa's layout; with ``delta_over`` (the base id), only tensors that differ from the
-    base are stored, in float16. Returns the number of stored parameters."""
+    base are stored, in float16, and the base's tokenizer is used (none is written). Returns
+    the number of stored parameters."""
     import torch
     from safetensors.torch import save_file
 
@@ -234,6 +241,7 @@ def save_phrase_model(model: Any, tokenizer: Any, folder: Path, *, delta_over: s
     folder.mkdir(parents=True, exist_ok=True)
     save_file(state, str(folder / ("delta.safetensors" if delta_over else "model.safetensors")))
     model.phrase_encoder.config.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    if delta_over is None:
+        tokenizer.save_pretrained(folder)  # a delta uses its base's tokenizer
     (folder / META).write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
     return int(sum(v.numel() for v in state.values()))
