@@ -25,6 +25,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check odqa tests bench
+	$(BIN)/mypy
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 # The recipe of the bundled reader (odqa/models/reader-minilm): about 90 minutes on 2 CPU cores.

@@ -441,7 +441,8 @@ class DuplicateIdGuard:
                 raise InputError(
                     doc.source, doc.line,
                     f"document id '{doc.id}' is also the id of passage {window} of document "
-                    f"'{prefix}' (at {self._where(earlier)}): rename one of them; split "
+                    f"'{prefix}' (at {self._where(earlier) if earlier else '?'}): rename one of "
+                    "them; split "
                     f"documents' passages are named docid#0..#{len(ids) - 1}",
                 )  # fmt: skip
             return

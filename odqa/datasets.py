@@ -220,7 +220,7 @@ def _tsv_rows(path: Path):
 
 
 def _read_dpr_tsv(path: Path) -> list[EvalQuestion]:
-    questions = []
+    questions: list[EvalQuestion] = []
     for number, row in _tsv_rows(path):
         if len(row) != 2:
             raise InputError(path, number, f"expected 2 tab-separated fields, found {len(row)}")

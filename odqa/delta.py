@@ -51,10 +51,10 @@ def save_delta(model: Any, base: str, folder: Path, dtype: str = "float16") -> i
     save_file(delta, str(folder / DELTA_WEIGHTS))
     model.config.architectures = [type(model).__name__]
     model.config.save_pretrained(folder)
-    meta = {"base": base, "dtype": dtype, "tensors": len(delta),
-            "parameters": int(sum(t.numel() for t in delta.values()))}
+    parameters = int(sum(t.numel() for t in delta.values()))
+    meta = {"base": base, "dtype": dtype, "tensors": len(delta), "parameters": parameters}
     (folder / DELTA_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return meta["parameters"]
+    return parameters
 
 
 def delta_base(folder: str | Path) -> str:

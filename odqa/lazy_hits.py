@@ -58,6 +58,10 @@ class StoredHit(Hit):
     """
 
     __slots__ = ("_ids", "_index", "_passage", "_source")
+    _ids: tuple[str, str] | None
+    _index: int
+    _passage: Passage | None
+    _source: RecordSource
 
     def __init__(self, source: RecordSource, index: int, score: float, rank: int) -> None:
         setter = object.__setattr__  # the hit is frozen
@@ -85,19 +89,19 @@ class StoredHit(Hit):
             object.__setattr__(self, "_ids", ids)
         return ids
 
-    @property  # type: ignore[override]
+    @property
     def id(self) -> str:
         return self._load_ids()[0]
 
-    @property  # type: ignore[override]
+    @property
     def doc_id(self) -> str:
         return self._load_ids()[1]
 
-    @property  # type: ignore[override]
+    @property
     def title(self) -> str:
         return self._load_passage().title
 
-    @property  # type: ignore[override]
+    @property
     def text(self) -> str:
         return self._load_passage().text
 

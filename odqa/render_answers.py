@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -62,7 +62,7 @@ def answers_table(result: QuestionAnswers) -> Table:
     if with_evidence:
         table.add_column("evidence")
     for a in result.answers:
-        cells = [str(a.rank), _flat(a.text), f"{a.confidence:.3f}", source(a)]
+        cells: list[Any] = [str(a.rank), _flat(a.text), f"{a.confidence:.3f}", source(a)]
         table.add_row(*cells, *([evidence(a)] if with_evidence else []))
     if not result.answers:
         cells = ["-", Text("no answer", style="dim"), "-", "-"]

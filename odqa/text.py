@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import string
-import unicodedata
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
@@ -108,7 +107,3 @@ def normalize_answer(text: str) -> str:
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 
-
-def strip_accents(text: str) -> str:
-    """NFD-normalise and drop combining marks (used by DPR-style answer matching)."""
-    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")

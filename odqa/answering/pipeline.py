@@ -58,7 +58,7 @@ class AskSettings:
         """The extractive reader's :class:`~odqa.readers.extractive.ReaderParams`."""
         from odqa.readers.extractive import ReaderParams
 
-        extra = {} if self.max_answer_length is None else {
+        extra: dict[str, Any] = {} if self.max_answer_length is None else {
             "max_answer_length": self.max_answer_length}
         return ReaderParams(
             max_seq_length=self.max_seq_length, doc_stride=self.doc_stride,
@@ -90,7 +90,7 @@ def _extractive(settings: AskSettings, index: Any) -> Answer:
 
     from odqa.answering.open_book import answer_open_book
 
-    extra = {} if settings.max_answer_length is None else {
+    extra: dict[str, Any] = {} if settings.max_answer_length is None else {
         "max_answer_length": settings.max_answer_length}
     return partial(
         answer_open_book, index, retriever=settings.retriever, passages=settings.passages,

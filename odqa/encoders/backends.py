@@ -90,7 +90,7 @@ class TorchForward:
         self.module = module
         self.device = device
         self.precision = precision
-        self.names = module.names
+        self.names: list[str] = list(module.names)  # type: ignore[arg-type]
         self._run = module.half().to(device) if precision == "fp16" else module.to(device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -117,7 +117,7 @@ def torch_forward(
 
 def export_pooled(module: torch.nn.Module, target: Path) -> Path:
     """Export a :func:`pooled_module` to ``target`` (dynamic batch and sequence axes)."""
-    names = module.names
+    names: list[str] = list(module.names)  # type: ignore[arg-type]
     axes = {name: {0: "batch", 1: "tokens"} for name in names} | {OUTPUT_NAME: {0: "batch"}}
     return onnx.export_module(
         module, target, input_names=names, output_names=[OUTPUT_NAME], dynamic_axes=axes, tokens=8

@@ -32,7 +32,7 @@ class DualEncoder:
     @classmethod
     def from_options(cls, options: DenseOptions, threads: int | None = None) -> DualEncoder:
         """Inspect the model(s) named in ``options``; nothing is loaded yet."""
-        settings = dict(
+        settings: dict[str, Any] = dict(
             pooling=options.pooling, normalize=options.normalize, max_length=options.max_length
         )
         passage_spec = inspect_encoder(options.encoder, prefix=options.passage_prefix, **settings)
@@ -109,7 +109,7 @@ class DualEncoder:
         if query_spec is None:
             query = passage.with_prefix(query_prefix)
         else:
-            role = {"role": "question encoder", "flag": "--query-encoder"}
+            role: dict[str, Any] = {"role": "question encoder", "flag": "--query-encoder"}
             query = TextEncoder(query_spec, **role, **runtime)
         return cls(query=query, passage=passage, include_title=include_title)
 

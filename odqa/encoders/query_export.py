@@ -53,7 +53,8 @@ def export_query_encoder(encoder: TextEncoder, folder: Path, quantize: bool) -> 
     reference.warm_up()
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    model_file = export_pooled(reference._runtime.forward.module, folder / onnx.MODEL_FILE).name
+    module = reference._runtime.forward.module  # type: ignore[union-attr]
+    model_file = export_pooled(module, folder / onnx.MODEL_FILE).name
     if quantize:
         onnx.quantize_int8(folder / model_file, folder / onnx.INT8_FILE)
         (folder / model_file).unlink()

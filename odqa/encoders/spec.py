@@ -86,7 +86,7 @@ def _model_file(resolved: str, filename: str) -> Path | None:
         return None
 
 
-def _read_json(path: Path | None) -> dict[str, Any]:
+def _read_json(path: Path | None) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path is not None else {}
 
 

@@ -185,12 +185,13 @@ class TextEncoder:
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
             batch = self._pad([ids[i] for i in rows], [types[i] for i in rows])
-            vectors = self._runtime.forward(batch)
+            vectors = self._runtime.forward(batch)  # type: ignore[misc]
             if output is None:
                 output = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
             output[rows] = vectors
             if on_batch is not None:
                 on_batch(len(rows))
+        assert output is not None  # texts is not empty
         return output
 
     def _pad(self, ids: list[list[int]], types: list[list[int]]) -> dict[str, np.ndarray]:

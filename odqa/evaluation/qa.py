@@ -32,15 +32,15 @@ def score_answers(
             }
         )
     n = max(len(rows), 1)
-    metrics: dict[str, float | None] = {"em": sum(r["em"] for r in rows) / n}
-    metrics["f1"] = None if data.regex_answers else sum(r["f1"] for r in rows) / n
+    metrics: dict[str, float | None] = {"em": sum(r["em"] or 0.0 for r in rows) / n}
+    metrics["f1"] = None if data.regex_answers else sum(r["f1"] or 0.0 for r in rows) / n
     missing = sum(a is None for a in predicted)
     return SystemResult(name, metrics, latency, failures, counts={"missing": missing}), records
 
 
 def _systems(
     mode: str, index: Any, names: list[str], settings: Any, reader_kind: str, ks: list[int],
-    ranked: dict[str, list[str]],
+    ranked: dict[str, dict[str, list[str]]],
 ) -> list[tuple[str, Any]]:
     """(name, batch call) per system to evaluate in ``mode``: one per retriever in ``names``
     for answerers that retrieve, else one. Every call keeps each question's ranked answer texts

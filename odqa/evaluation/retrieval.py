@@ -116,5 +116,5 @@ def score_documents(result: SystemResult, data: Any, rankings: list, ids: Passag
     }
     scores = beir_scores(runs, data.qrels)
     result.counts["queries"] = int(scores.pop("queries"))
-    result.metrics = scores
+    result.metrics = dict(scores)
     return [{"retriever": result.name, "id": q, "documents": d[:100]} for q, d in runs.items()]

@@ -69,6 +69,8 @@ def run_evaluation(
         "regex_answers": data.regex_answers,
     }
     if mode == "predictions":
+        if predictions is None:
+            raise OdqaError("predictions mode needs a predictions file (--predictions FILE)")
         results, records = _score_predictions(data, predictions)
     else:
         results, records = _run_systems(

@@ -123,7 +123,7 @@ class BM25Family:
     summary = "sparse BM25 over title + text"
     schema: Mapping[str, type] = {"params": dict, "analyzer": dict, "vocabulary_size": int,
                                   "nonzeros": int}
-    search_options = ("threads", "strategy")
+    search_options: tuple[str, ...] = ("threads", "strategy")
     resumable = False
 
     def options(self, build: BuildOptions) -> Any:
@@ -170,7 +170,8 @@ class DenseFamily:
     schema: Mapping[str, type] = {"format": int, "encoder": dict, "count": int,
                                   "dimension": int, "faiss": dict, "faiss.kind": str,
                                   "faiss.file": str}
-    search_options = ("ef_search", "nprobe", "refine", "device", "batch_size", "backend")
+    search_options: tuple[str, ...] = ("ef_search", "nprobe", "refine", "device", "batch_size",
+                                       "backend")
     resumable = True
 
     def options(self, build: BuildOptions) -> Any:
@@ -207,7 +208,7 @@ class PhraseFamily:
     name = "phrase"
     summary = "phrase start/end vectors (answers without a reader)"
     schema: Mapping[str, type] = {"format": str, "encoder": str, "tokens": int, "dimension": int}
-    search_options = ("candidates", "max_answer_length", "device")
+    search_options: tuple[str, ...] = ("candidates", "max_answer_length", "device")
     resumable = True
 
     def options(self, build: BuildOptions) -> Any:
@@ -240,5 +241,6 @@ class PhraseFamily:
                 f"{section.get('start_candidates', 0):,}/{section.get('end_candidates', 0):,}"]
 
 
-for _family in (BM25Family(), DenseFamily(), PhraseFamily()):
-    register_family(_family)
+register_family(BM25Family())
+register_family(DenseFamily())
+register_family(PhraseFamily())

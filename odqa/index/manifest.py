@@ -9,6 +9,7 @@ refused on load with the field named.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def validate_manifest(manifest: Any, where: Path) -> None:
             f"{where}: 'kinds' must list some of {', '.join(FAMILIES)}, got "
             f"{json.dumps(kinds)}; {REBUILD}"
         )
-    sections = [("corpus", CORE_SCHEMA["corpus"])]
+    sections: list[tuple[str, Mapping[str, type]]] = [("corpus", CORE_SCHEMA["corpus"])]
     sections += [(kind, FAMILIES[kind].schema) for kind in kinds]
     for section, schema in sections:
         data = manifest.get(section)
@@ -73,7 +74,7 @@ def validate_manifest(manifest: Any, where: Path) -> None:
         _check_fields(data, section, schema, where)
 
 
-def _check_fields(data: dict[str, Any], section: str, schema: dict[str, type],
+def _check_fields(data: dict[str, Any], section: str, schema: Mapping[str, type],
                   where: Path) -> None:
     for key, expected in schema.items():
         value: Any = data

@@ -184,7 +184,7 @@ class PhraseEncoder:
                     if not flag:
                         continue
                     rows.append(np.array([passage, 0, offsets[t][0], offsets[t][1]], np.int32))
-                    flags.append(np.uint8(flag))
+                    flags.append(np.array(flag, dtype=np.uint8))
                     starts.append(s[r, t].astype(np.float16))
                     ends.append(e[r, t].astype(np.float16))
         dim = self.model.dim
@@ -301,6 +301,7 @@ def _faiss_index(vectors: np.ndarray, options: PhraseOptions):
 
     dim = vectors.shape[1]
     data = np.ascontiguousarray(vectors, dtype=np.float32)
+    index: Any
     if options.index == "flat" or len(data) < 1024:
         index = faiss.IndexFlatIP(dim)
     elif options.index == "sq8":

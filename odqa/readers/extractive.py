@@ -9,7 +9,7 @@ of a question across passages lives in :mod:`odqa.readers.ranking`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
 
@@ -72,10 +72,6 @@ class ReaderParams:
     def names(cls) -> tuple[str, ...]:
         """Field names, the reader options ``answer_open_book`` accepts."""
         return tuple(f.name for f in fields(cls))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings."""
-        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +199,7 @@ class ExtractiveReader:
     def __init__(self, model: str = DEFAULT_READER, params: ReaderParams | None = None) -> None:
         self.model_name = model
         self.params = params or ReaderParams()
-        self._loaded = None
+        self._loaded: Any = None
 
     def warm_up(self) -> None:
         """Load the model now (it is otherwise loaded on first use).

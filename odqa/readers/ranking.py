@@ -63,14 +63,16 @@ def rank_answers(
         reader.append(s.scores[keep].astype(np.float64))
     if not passage or not sum(len(x) for x in passage):
         return []
-    passage, starts, ends = np.concatenate(passage), np.concatenate(starts), np.concatenate(ends)
+    passage_of, span_starts, span_ends = (np.concatenate(passage), np.concatenate(starts),
+                                          np.concatenate(ends))
     final = np.concatenate(reader)
     if bonus is not None:
-        final = final + bonus[passage]
+        final = final + bonus[passage_of]
     probability = softmax(final)
-    order = np.lexsort((starts, passage, -final))
+    order = np.lexsort((span_starts, passage_of, -final))
     candidates = (
-        (int(i), normalize_answer(hits[passage[i]].text[starts[i] : ends[i]]), probability[i])
+        (int(i), normalize_answer(hits[passage_of[i]].text[span_starts[i] : span_ends[i]]),
+         probability[i])
         for i in order
     )
     return [
@@ -78,7 +80,7 @@ def rank_answers(
             rank=rank,
             score=float(final[best]),
             confidence=confidence,
-            **passage_fields(hits[passage[best]], int(starts[best]), int(ends[best])),
+            **passage_fields(hits[passage_of[best]], int(span_starts[best]), int(span_ends[best])),
         )
         for rank, (best, confidence) in enumerate(merge_by_key(candidates, top), start=1)
     ]

@@ -8,6 +8,7 @@ to a span of characters of the original passage.
 
 from __future__ import annotations
 
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,7 +130,7 @@ def encode_pairs(
         ids = np.asarray(enc["input_ids"][i], dtype=np.int64)
         seq = enc.sequence_ids(i)
         context = np.fromiter((s == 1 for s in seq), dtype=bool, count=len(seq))
-        cls_hits = np.flatnonzero(ids == cls_id) if cls_id is not None else ()
+        cls_hits = np.flatnonzero(ids == cls_id) if cls_id is not None else np.zeros(0, np.int64)
         windows.append(
             Window(
                 pair=first_pair + sample,
@@ -149,7 +150,7 @@ padded size, so a batch never mixes a window with one more than 10% longer."""
 
 
 def length_sorted_batches(
-    windows: list[Window], batch_size: int, max_padding: float = MAX_PADDING
+    windows: Sequence[Sized], batch_size: int, max_padding: float = MAX_PADDING
 ) -> list[np.ndarray]:
     """Window indices grouped into batches of at most ``batch_size`` windows of similar length
     (longest first): a window joins a batch only if it is at least ``1 - max_padding`` times as
@@ -158,7 +159,8 @@ def length_sorted_batches(
         raise OdqaError(f"--batch-size must be at least 1, got {batch_size}")
     lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
     order = np.argsort(-lengths, kind="stable")
-    batches, current = [], []
+    batches: list[np.ndarray] = []
+    current: list[int] = []
     for i in order:
         full = len(current) == batch_size
         if current and (full or lengths[i] < (1 - max_padding) * lengths[current[0]]):
@@ -185,6 +187,7 @@ def pad_batch(windows: list[Window], pad_id: int, multiple: int = 1) -> dict[str
     if windows[0].token_type_ids is not None:
         types = np.zeros((len(windows), width), dtype=np.int64)
         for row, w in enumerate(windows):
-            types[row, : len(w)] = w.token_type_ids
+            if w.token_type_ids is not None:
+                types[row, : len(w)] = w.token_type_ids
         batch["token_type_ids"] = types
     return batch

@@ -98,6 +98,6 @@ def weight(params: BM25Params, tf: np.ndarray, norm: np.ndarray) -> np.ndarray:
 
 def absent_weight(params: BM25Params) -> float:
     """Weight of a term in a passage that lacks it (non-zero only for bm25plus)."""
-    if params.variant == "bm25plus":
+    if params.variant == "bm25plus" and params.delta is not None:
         return float(params.delta)
     return 0.0

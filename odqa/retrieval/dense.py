@@ -40,6 +40,13 @@ STATE_FILE = "build.json"
 CHUNKS = "chunks"
 
 
+def _advancer(progress: Progress | None, task: Any) -> Any:
+    """A callback advancing ``task`` of ``progress`` by n (None without a progress bar)."""
+    if progress is None:
+        return None
+    return lambda n: progress.update(task, advance=n)
+
+
 def _chunk_path(dense_dir: Path, number: int) -> Path:
     return dense_dir / CHUNKS / f"{number:05d}.npy"
 
@@ -90,10 +97,10 @@ def encode_chunks(
         path = _chunk_path(dense_dir, number)
         paths.append(path)
         if _valid_chunk(path, stop - start):
-            if task is not None:
+            if progress is not None and task is not None:
                 progress.update(task, advance=stop - start)
             continue
-        advance = (lambda n: progress.update(task, advance=n)) if task is not None else None
+        advance = _advancer(progress, task)
         vectors = encoder.encode_passages(passages.get_many(list(range(start, stop))), advance)
         partial = path.with_name(path.stem + ".partial.npy")
         np.save(partial, vectors.astype(np.float32, copy=False), allow_pickle=False)
@@ -157,7 +164,7 @@ def build_dense(
     task = None
     if progress is not None:
         task = progress.add_task(f"faiss {options.faiss}", total=len(passages), unit="vectors")
-    advance = (lambda n: progress.update(task, advance=n)) if task is not None else None
+    advance = _advancer(progress, task)
     index = faiss_index.build_index(paths, options.faiss, params, advance)
     faiss_index.write_index(index, dense_dir / INDEX_FILE)
     refine = options.refine if options.faiss == "ivfpq" else 0

@@ -177,7 +177,7 @@ def search(
     for query, row_ids, row_scores in zip(queries, ids, scores, strict=True):
         keep = row_ids >= 0
         row_ids, row_scores = row_ids[keep].astype(np.int64), row_scores[keep].astype(np.float32)
-        if depth > k:
+        if depth > k and vectors is not None:
             row_scores = _exact_scores(vectors, row_ids, query)
         order = np.lexsort((row_ids, -row_scores))[:k]
         results.append((row_ids[order], row_scores[order]))

@@ -49,7 +49,7 @@ def export_available() -> bool:
 def fingerprint(folders: Iterable[str | Path], extra: Any = None) -> str:
     """A short hash of the files below ``folders`` (names, sizes, modification times) and
     ``extra`` (JSON-ready settings): it changes whenever the model files change."""
-    stamps = []
+    stamps: list[tuple[str, str | None, int | None, int | None]] = []
     for folder in folders:
         root = Path(folder)
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []

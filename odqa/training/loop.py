@@ -264,7 +264,8 @@ def _optimizer(model: Any, config: LoopConfig) -> Any:
     """AdamW; biases and LayerNorm weights get no weight decay (the BERT recipe)."""
     import torch
 
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)

@@ -170,7 +170,7 @@ class PhraseTrainTask:
         gold_end = torch.tensor([self.windows[i].end for i in items], device=device)
         target_start = rows * width + gold_start
         target_end = rows * width + gold_end
-        loss = 0.0
+        loss = torch.zeros((), device=device)
         for q, vectors, target in ((q_start, start, target_start), (q_end, end, target_end)):
             logits = torch.einsum("qd,pld->qpl", q.float(), vectors.float())
             logits = logits.masked_fill(~allowed, -1e4).reshape(n, n * width)

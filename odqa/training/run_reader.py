@@ -118,7 +118,7 @@ def train_reader(
 
     write_output(out, write)
     discard_checkpoints(checkpoint_dir)
-    if eval_examples is not None:
+    if eval_examples is not None and eval_file is not None:
         record["eval"] = evaluate_model(out, eval_file, eval_examples, params, progress)
         write_record(out, record)
     return json.loads((out / RECORD).read_text(encoding="utf-8"))
