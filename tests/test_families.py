@@ -5,6 +5,7 @@ no change to odqa's code."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -82,6 +83,9 @@ class TitleFamily:
             raise IndexLoadError(f"{folder / TITLES}: {count} titles for {passages} passages")
         return [f"titles/: {count} titles"]
 
+    def summary_rows(self, section: dict[str, Any]) -> list[tuple[str, str]]:
+        return [("titles", str(section["titles"]))]
+
 
 @pytest.fixture()
 def titles_family() -> Iterator[TitleFamily]:
@@ -140,9 +144,12 @@ def test_the_family_schema_and_files_are_enforced_on_load(titled_index: Path) ->
 def test_the_cli_builds_checks_and_searches_a_registered_family(titles_family,
                                                                 tmp_path: Path) -> None:
     out = tmp_path / "cli"
-    built = runner.invoke(app, ["index", str(SAMPLE_CORPUS), "--out", str(out), "-q",
+    built = runner.invoke(app, ["index", str(SAMPLE_CORPUS), "--out", str(out),
                                 "--retrievers", "bm25,titles"])
     assert built.exit_code == 0, built.output
+    passages = json.loads((out / "manifest.json").read_text())["corpus"]["passages"]
+    # the family's own row in the build summary
+    assert re.search(rf"titles\s*\W\s*{passages}\b", built.output), built.output
     checked = runner.invoke(app, ["info", str(out), "--check"])
     assert checked.exit_code == 0, checked.output
     assert "titles/:" in checked.output

@@ -64,21 +64,25 @@ FAISS_OPTIONS = {
 }  # fmt: skip
 
 
+OPTION_FAMILIES = {
+    **{name: ("bm25",) for name in BM25_OPTIONS},
+    **{name: ("dense",) for name in DENSE_OPTIONS},
+    **{name: ("phrase",) for name in PHRASE_OPTIONS},
+    **{name: ("dense", "phrase") for name in ENCODING_OPTIONS},
+}
+"""The families each build option configures."""
+
+
 def unused_options(
     families: tuple[str, ...], passage_words: int, faiss: FaissKind, bm25: BM25Variant
 ) -> dict[str, str | None]:
     """Why each build option does nothing with these choices (None: it applies)."""
-    no_bm25 = None if "bm25" in families else "only a BM25 index (--retrievers bm25) uses it"
-    no_dense = None if "dense" in families else "only a dense index (--retrievers dense) uses it"
-    no_phrase = (
-        None if "phrase" in families else "only a phrase index (--retrievers phrase) uses it"
-    )
-    encoded = "dense" in families or "phrase" in families
-    unused: dict[str, str | None] = {name: no_bm25 for name in BM25_OPTIONS}
-    unused.update({name: no_dense for name in DENSE_OPTIONS})
-    unused.update({name: no_phrase for name in PHRASE_OPTIONS})
-    unused.update({name: None if encoded else "only dense and phrase indexes use it"
-                   for name in ENCODING_OPTIONS})
+    unused: dict[str, str | None] = {
+        name: None if set(users) & set(families) else (
+            f"only a {' or '.join(users)} index (--retrievers {' or '.join(users)}) uses it")
+        for name, users in OPTION_FAMILIES.items()
+    }
+    no_bm25, no_dense = unused["bm25"], unused["encoder"]
     for name, kind in FAISS_OPTIONS.items():
         unused[name] = no_dense or (
             None if faiss.value == kind else f"only --faiss {kind} uses it, not {faiss.value}"
@@ -211,19 +215,8 @@ def index_command(
         target = out or default_index_root() / (name or default_name(corpus))
         families = tuple(r.strip() for r in retrievers.split(",") if r.strip())
         reject_unused(ctx, unused_options(families, passage_words, faiss, bm25))
-        options = BuildOptions(
-            corpus=CorpusOptions(
-                format=fmt.value,
-                id_field=id_field,
-                title_field=title_field,
-                text_field=text_field,
-                passage_words=passage_words,
-                passage_stride=passage_stride,
-            ),
-            retrievers=families,
-            bm25=BM25Params(variant=bm25.value, k1=k1, b=b, delta=delta, epsilon=epsilon),
-            analyzer=Analyzer(stopwords=stopwords.value, stemmer=stemmer.value),
-            dense=DenseOptions(
+        settings = {
+            "dense": lambda: DenseOptions(
                 encoder=encoder,
                 query_encoder=query_encoder,
                 pooling=pooling.value if pooling else None,
@@ -242,19 +235,31 @@ def index_command(
                 pq_m=pq_m,
                 pq_nbits=pq_nbits,
                 chunk_size=resume_chunk,
-            )
-            if "dense" in families
-            else None,
-            phrase=PhraseOptions(
+            ),
+            "phrase": lambda: PhraseOptions(
                 encoder=phrase_encoder,
                 filter_threshold=phrase_filter_threshold,
                 index=phrase_index.value,
                 batch_size=batch_size,
                 chunk_size=resume_chunk,
                 device=device.value,
-            )
-            if "phrase" in families
-            else None,
+            ),
+        }
+        chosen = {name: make() for name, make in settings.items() if name in families}
+        options = BuildOptions(
+            corpus=CorpusOptions(
+                format=fmt.value,
+                id_field=id_field,
+                title_field=title_field,
+                text_field=text_field,
+                passage_words=passage_words,
+                passage_stride=passage_stride,
+            ),
+            retrievers=families,
+            bm25=BM25Params(variant=bm25.value, k1=k1, b=b, delta=delta, epsilon=epsilon),
+            analyzer=Analyzer(stopwords=stopwords.value, stemmer=stemmer.value),
+            dense=chosen.get("dense"),
+            phrase=chosen.get("phrase"),
         )
         with make_progress(enabled=not quiet) as progress:
             manifest = build_index(
@@ -265,7 +270,9 @@ def index_command(
 
 
 def summary_table(path: Path, manifest: dict, size: int) -> Table:
-    """The end-of-build summary."""
+    """The end-of-build summary (each family adds its own rows)."""
+    from odqa.index.families import FAMILIES
+
     corpus = manifest["corpus"]
     table = Table(title=f"index written to {path}", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -274,15 +281,10 @@ def summary_table(path: Path, manifest: dict, size: int) -> Table:
     table.add_row("documents", f"{corpus['documents']:,}")
     table.add_row("passages", f"{corpus['passages']:,}")
     table.add_row("empty documents skipped", f"{corpus['empty_skipped']:,}")
-    if "bm25" in manifest:
-        table.add_row("vocabulary", f"{manifest['bm25']['vocabulary_size']:,}")
-        table.add_row("BM25 non-zeros", f"{manifest['bm25']['nonzeros']:,}")
-    if "dense" in manifest:
-        dense = manifest["dense"]
-        table.add_row("dense encoder", dense["encoder"]["passage"]["model"])
-        table.add_row(
-            "dense vectors", f"{dense['count']:,} x {dense['dimension']} ({dense['faiss']['kind']})"
-        )
+    for kind in manifest["kinds"]:
+        family = FAMILIES.get(kind)
+        for label, value in family.summary_rows(manifest[kind]) if family else []:
+            table.add_row(label, value)
     table.add_row("size on disk", f"{size / 1e6:,.1f} MB")
     table.add_row("build time", f"{manifest['build_seconds']:.1f} s")
     return table

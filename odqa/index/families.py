@@ -70,6 +70,9 @@ class Family(Protocol):
     def check(self, folder: Path, section: dict[str, Any], passages: int) -> list[str]:
         """Verify every file against the section (``odqa info --check``); one line per check."""
 
+    def summary_rows(self, section: dict[str, Any]) -> list[tuple[str, str]]:
+        """(label, value) rows for the end-of-build summary of `odqa index`."""
+
 
 FAMILIES: dict[str, Family] = {}
 """Registered families by name, in registration order (the order of ``--retrievers`` help)."""
@@ -161,6 +164,10 @@ class BM25Family:
 
         return check_bm25(folder, section, passages)
 
+    def summary_rows(self, section: dict[str, Any]) -> list[tuple[str, str]]:
+        return [("vocabulary", f"{section['vocabulary_size']:,}"),
+                ("BM25 non-zeros", f"{section['nonzeros']:,}")]
+
 
 class DenseFamily:
     """Dense vectors of a bi-encoder in FAISS (:mod:`odqa.retrieval.dense`)."""
@@ -199,6 +206,11 @@ class DenseFamily:
         from odqa.index.check import check_dense
 
         return check_dense(folder, section, passages)
+
+    def summary_rows(self, section: dict[str, Any]) -> list[tuple[str, str]]:
+        vectors = f"{section['count']:,} x {section['dimension']} ({section['faiss']['kind']})"
+        return [("dense encoder", section["encoder"]["passage"]["model"]),
+                ("dense vectors", vectors)]
 
 
 class PhraseFamily:
@@ -239,6 +251,12 @@ class PhraseFamily:
         index = PhraseIndex(folder, section, passages)
         return [f"phrase/: {len(index.tokens):,} tokens, start/end candidates "
                 f"{section.get('start_candidates', 0):,}/{section.get('end_candidates', 0):,}"]
+
+    def summary_rows(self, section: dict[str, Any]) -> list[tuple[str, str]]:
+        kept = section.get("kept_share")
+        share = f" ({100 * kept:.1f}% of the text tokens)" if kept is not None else ""
+        return [("phrase encoder", section["encoder"]),
+                ("phrase tokens", f"{section['tokens']:,}{share}, {section.get('index', '?')}")]
 
 
 register_family(BM25Family())
