@@ -172,7 +172,12 @@ def test_manifest_records_how_to_encode_queries(index_dir: Path, encoder_dir: Pa
     assert query["model"] == str(encoder_dir) and query["prefix"] == "query: "
     assert (query["pooling"], query["normalize"], query["max_length"]) == ("mean", True, 48)
     assert dense["metric"] == "inner_product" and dense["faiss"]["kind"] == "flat"
-    assert DenseOptions.from_dict(dense["options"]).query_prefix == "query: "
+    # One record per fact: the flat index records no HNSW/IVF parameters, the query runtime
+    # is the encoder's, and build-time settings sit apart from what search reads.
+    assert dense["faiss"] == {"kind": "flat", "file": "index.faiss"}
+    assert "options" not in dense and "backend" not in dense
+    assert dense["encoder"]["backend"] == "torch" and dense["search"]["refine"] == 0
+    assert set(dense["build"]) == {"batch_size", "device", "chunk_size"}
     index = load_index(str(index_dir))
     assert index.retrievers() == ["bm25", "dense", "hybrid"]
     hits = index.search(["paris tower"], k=3, retriever="dense")[0]

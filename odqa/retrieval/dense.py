@@ -178,7 +178,6 @@ def build_dense(
     return {
         "format": DENSE_FORMAT,
         "encoder": encoder.describe(),
-        "backend": options.backend,
         "precision": encoder.passage.runtime_precision,
         "query_onnx": query_onnx,
         "dimension": dimension,
@@ -186,7 +185,8 @@ def build_dense(
         "count": len(passages),
         "faiss": {"kind": options.faiss, "file": INDEX_FILE, **params},
         "search": {"ef_search": options.ef_search, "nprobe": options.nprobe, "refine": refine},
-        "options": options.to_dict(),
+        "build": {"batch_size": options.batch_size, "device": options.device,
+                  "chunk_size": options.chunk_size},
     }
 
 
