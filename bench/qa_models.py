@@ -4,7 +4,8 @@
    questions/s for torch fp32, torch bf16 autocast and ONNX Runtime int8.
 2. SQuAD-open over the 2,067 dev paragraphs (kept whole): BM25 top-20 + the bundled reader
    against phrase retrieval (no reader) on the same questions and threads: EM@1, F1@1,
-   questions/s and their ratios.
+   questions/s and their ratios, and the wall-clock questions/s of `odqa ask --questions`
+   for both (process start included).
 3. Dense retrieval top-1/5/20/100 with a given encoder (e.g. one from `odqa train dense`)
    beside the packaged all-MiniLM-L6-v2 and BM25, and hybrid with each.
 
@@ -29,6 +30,33 @@ DATA = ROOT.parent / "shared" / "data"
 DEV = DATA / "squad-v1.1" / "dev-v1.1.json"
 OPEN = DATA / "squad-open" / "topics.dpr.squad.test.txt"
 ODQA = [str(Path(sys.executable).parent / "odqa")]
+
+
+def timed_ask(questions: Path, *args: str) -> dict:
+    """Wall time of one `odqa ask --questions FILE ARGS` process (answers to a file)."""
+    import time
+
+    out = questions.with_suffix(".answers.jsonl")
+    cmd = [*ODQA, "ask", "--questions", str(questions), *args, "--format", "jsonl",
+           "--output", str(out)]
+    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    count = sum(1 for _ in questions.open(encoding="utf-8"))
+    return {"questions": count, "seconds": round(seconds, 2),
+            "questions_per_s": round(count / seconds, 3)}
+
+
+def first_questions(n: int, folder: Path) -> Path:
+    """The first ``n`` SQuAD-open questions as a JSON lines file."""
+    path = folder / f"questions-{n}.jsonl"
+    with OPEN.open(encoding="utf-8") as source, path.open("w", encoding="utf-8") as out:
+        for number, line in enumerate(source):
+            if number == n:
+                break
+            out.write(json.dumps({"id": str(number), "question": line.split("\t")[0]}) + "\n")
+    return path
 
 
 def odqa(*args: str) -> dict:
@@ -56,15 +84,20 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=1000)
     parser.add_argument("--reading-questions", type=int, default=None,
                         help="gold-paragraph questions (default: all 10,570 for fp32)")
-    parser.add_argument("--phrase-encoder", default=None)
+    parser.add_argument("--phrase-encoder", default="odqa/phrase-minilm",
+                        help="phrase model (default: the bundled one); --skip phrase drops it")
     parser.add_argument("--dense-encoder", default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ask-questions", type=int, default=200,
+                        help="questions answered by `odqa ask --questions` for the q/s ratio")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: "
-                        "reading,open,dense")
+                        "reading,open,phrase,dense")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "qa_models.json")
     args = parser.parse_args()
     os.environ.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(args.threads))
     skip = set(args.skip.split(","))
+    if "phrase" in skip:
+        args.phrase_encoder = None
     results: dict = {"questions": args.questions, "threads": args.threads}
     n = str(args.questions)
     if "reading" not in skip:
@@ -91,6 +124,11 @@ def main() -> None:
                 results["phrase_retrieval"] = odqa(
                     "eval", str(OPEN), "--index", str(index), "--retriever", "phrase",
                     "--k", "1,5,20,100", "--limit", n, "--latency-sample", "0")
+                asked = first_questions(args.ask_questions, Path(tmp))
+                results["ask"] = {
+                    "pipeline": timed_ask(asked, "--index", str(index), "--passages", "20"),
+                    "phrase": timed_ask(asked, "--index", str(index), "--mode", "phrase"),
+                }
                 manifest = json.loads((index / "manifest.json").read_text())
                 results["phrase_index"] = {
                     k: manifest["phrase"][k] for k in ("tokens", "corpus_tokens", "kept_share")}
@@ -132,7 +170,12 @@ def print_summary(results: dict) -> None:
             print(f"phrase (no reader)          EM@1 {_pct(ph['metrics'].get('em'))}  "
                   f"F1@1 {_pct(ph['metrics'].get('f1'))}  "
                   f"{ph['latency']['questions_per_s']:.2f} q/s")
-            print(f"phrase / pipeline: EM@1 {em_ratio:.2f}x, questions/s {speed:.1f}x")
+            print(f"phrase / pipeline: EM@1 {em_ratio:.2f}x, questions/s (eval) {speed:.1f}x")
+            if "ask" in results:
+                pipe, phr = results["ask"]["pipeline"], results["ask"]["phrase"]
+                print(f"odqa ask --questions ({pipe['questions']}): pipeline "
+                      f"{pipe['questions_per_s']:.2f} q/s, phrase {phr['questions_per_s']:.2f} "
+                      f"q/s: {phr['questions_per_s'] / pipe['questions_per_s']:.1f}x")
             print("phrase index:", results["phrase_index"])
     for label, report in results.get("dense", {}).items():
         for s in report["systems"]:
