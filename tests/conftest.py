@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -74,3 +76,28 @@ def sample_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sample-index") / "sample"
     build_index([SAMPLE_CORPUS], out, BuildOptions())
     return out
+
+
+HEAVY_PROBE = """
+import atexit, sys
+heavy = ("torch", "transformers")
+atexit.register(lambda: print("HEAVY=" + ",".join(m for m in heavy if m in sys.modules),
+                              file=sys.stderr))
+from odqa.cli import app
+sys.argv = ["odqa", *sys.argv[1:]]
+app()
+"""
+
+
+def run_odqa(
+    *args: object, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run the CLI in a fresh process (``env``: extra variables); also return the heavy
+    libraries it had imported."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    done = subprocess.run(
+        [sys.executable, "-c", HEAVY_PROBE, *map(str, args)],
+        capture_output=True, text=True, env=env, timeout=600, cwd=REPO,
+    )  # fmt: skip
+    line = [x for x in done.stderr.splitlines() if x.startswith("HEAVY=")][-1]
+    return done, [m for m in line.removeprefix("HEAVY=").split(",") if m]

@@ -4,10 +4,7 @@ torch or transformers, to the torch encoder's vectors; indexes without the expor
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,32 +18,10 @@ from odqa.retrieval.dense import DenseRetriever, build_dense
 from odqa.retrieval.dense_options import DenseOptions
 from odqa.runtime.fast_tokenizer import FastTokenizer
 
-from conftest import REPO, SAMPLE_CORPUS
+from conftest import SAMPLE_CORPUS, run_odqa
 from tiny_models import save_dpr_pair, save_sentence_transformers
 
 QUERIES = ["who patented the telephone?", "highest mountain in Africa", "when did Cassini launch"]
-HEAVY_PROBE = """
-import atexit, sys
-heavy = ("torch", "transformers")
-atexit.register(lambda: print("HEAVY=" + ",".join(m for m in heavy if m in sys.modules),
-                              file=sys.stderr))
-from odqa.cli import app
-sys.argv = ["odqa", *sys.argv[1:]]
-app()
-"""
-
-
-def run_odqa(*args: object) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Run the CLI in a fresh process; also return the heavy libraries it had imported."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", HEAVY_PROBE, *map(str, args)],
-        capture_output=True, text=True, env=env, timeout=600, cwd=REPO,
-    )  # fmt: skip
-    line = [x for x in done.stderr.splitlines() if x.startswith("HEAVY=")][-1]
-    return done, [m for m in line.removeprefix("HEAVY=").split(",") if m]
-
-
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 

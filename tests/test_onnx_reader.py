@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from odqa.readers.extractive import DEFAULT_READER, ExtractiveReader, ReaderPara
 from odqa.runtime.fast_tokenizer import FastTokenizer
 from odqa.types import Query
 
-from conftest import REPO
+from conftest import run_odqa as run_cli
 from tiny_models import save_tiny_bert
 
 QUESTIONS = [
@@ -29,27 +28,9 @@ QUESTIONS = [
     Query("3", "What is the highest mountain in Africa?"),
 ]
 FAST = dict(max_seq_length=64, doc_stride=24, passages=4, device="cpu")
-HEAVY_PROBE = """
-import atexit, sys
-heavy = ("torch", "transformers")
-atexit.register(lambda: print("HEAVY=" + ",".join(m for m in heavy if m in sys.modules),
-                              file=sys.stderr))
-from odqa.cli import app
-sys.argv = ["odqa", *sys.argv[1:]]
-app()
-"""
-
-
 def run_odqa(*args: object, cache: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Run the CLI in a fresh process with ONNX cache ``cache``; also return the heavy
-    libraries it had imported."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ODQA_CACHE": str(cache)}
-    done = subprocess.run(
-        [sys.executable, "-c", HEAVY_PROBE, *map(str, args)],
-        capture_output=True, text=True, env=env, timeout=600, cwd=REPO,
-    )  # fmt: skip
-    line = [x for x in done.stderr.splitlines() if x.startswith("HEAVY=")][-1]
-    return done, [m for m in line.removeprefix("HEAVY=").split(",") if m]
+    """Run the CLI in a fresh process with ONNX cache ``cache`` (see conftest.run_odqa)."""
+    return run_cli(*args, env={"ODQA_CACHE": str(cache)})
 
 
 def answers(index, reader: str, **options) -> list[list[tuple]]:

@@ -235,3 +235,39 @@ def test_eval_phrase_mode_reports_em_at_k(phrase_index, tmp_path):
     metrics = system["metrics"]
     assert metrics["em@1"] == metrics["em"]
     assert metrics["em@1"] <= metrics["em@5"] <= 1 and metrics["f1@1"] <= metrics["f1@5"]
+
+
+def test_the_question_encoder_is_exported_and_phrase_answers_run_without_torch(
+    phrase_index, phrase_model
+):
+    import numpy as np
+
+    from odqa.phrase.index import PhraseEncoder
+    from odqa.phrase.query_onnx import usable_export
+
+    from conftest import run_odqa
+
+    section = json.loads((phrase_index / "manifest.json").read_text())["phrase"]
+    record = section["query_onnx"]
+    assert record["probe_min_cosine"] >= 0.9999, record
+    exported = usable_export(phrase_index / "phrase", section)
+    assert exported is not None
+    questions = [QUESTION, "When did Bell make the first call?"]
+    for ours, torch_side in zip(exported.encode_queries(questions),
+                                PhraseEncoder(str(phrase_model), "cpu").encode_queries(questions),
+                                strict=True):
+        np.testing.assert_allclose(ours, torch_side, rtol=1e-4, atol=1e-4)
+    done, heavy = run_odqa("ask", QUESTION, "-i", phrase_index, "--mode", "phrase",
+                           "--format", "jsonl")
+    assert done.returncode == 0, done.stderr
+    assert heavy == [], heavy
+    assert json.loads(done.stdout)["answers"]
+    # The same spans whichever runtime encodes the questions.
+    from odqa.index.store import Index
+
+    retriever = Index.load(phrase_index).retriever("phrase")
+    by_onnx = retriever.phrases(questions, 5)
+    retriever._encoder = PhraseEncoder(str(phrase_model), "cpu")
+    by_torch = retriever.phrases(questions, 5)
+    assert [[(s.passage, s.start, s.end) for s in q] for q in by_onnx] == [
+        [(s.passage, s.start, s.end) for s in q] for q in by_torch]

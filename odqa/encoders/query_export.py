@@ -14,8 +14,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from odqa.encoders.text_encoder import TextEncoder
 from odqa.runtime import onnx
 from odqa.runtime.fast_tokenizer import FastTokenizer
@@ -64,26 +62,18 @@ def export_query_encoder(encoder: TextEncoder, folder: Path, quantize: bool) -> 
     exported = TextEncoder.from_export(reference.spec, folder, model_file, backend)
     probes = list(PROBES)
     if exported.tokenize(probes)["input_ids"] != reference.tokenize(probes)["input_ids"]:
-        return _skip(folder, "the exported tokenizer splits the probe queries differently")
-    cosine = _min_cosine(exported.encode(probes), reference.encode(probes))
+        return onnx.skipped_export(
+            folder, "the exported tokenizer splits the probe queries differently")
+    cosine = onnx.min_cosine(exported.encode(probes), reference.encode(probes))
     if not quantize and cosine < MIN_COSINE:
-        return _skip(folder, f"the export's vectors differ from torch's (cosine {cosine:.6f})")
+        return onnx.skipped_export(
+            folder, f"the export's vectors differ from torch's (cosine {cosine:.6f})")
     return {
         "folder": EXPORT_DIR,
         "model": model_file,
         "backend": backend,
         "probe_min_cosine": round(cosine, 7),
     }
-
-
-def _skip(folder: Path, reason: str) -> dict[str, Any]:
-    shutil.rmtree(folder, ignore_errors=True)
-    return {"skipped": reason}
-
-
-def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(((a * b).sum(1) / np.maximum(norms, 1e-12)).min())
 
 
 def usable_export(dense_dir: Path, section: dict[str, Any]) -> tuple[Path, str, str] | None:

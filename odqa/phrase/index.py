@@ -272,6 +272,9 @@ def build_phrase(
         "corpus_tokens": tokens_in_corpus,
         "kept_share": round(section["tokens"] / max(1, tokens_in_corpus), 4),
     })
+    from odqa.phrase.query_onnx import EXPORT_DIR, export_phrase_queries
+
+    section["query_onnx"] = export_phrase_queries(encoder, folder / EXPORT_DIR)
     return section
 
 

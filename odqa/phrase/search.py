@@ -40,19 +40,26 @@ class PhraseRetriever:
         if max_answer_length < 1:
             raise OdqaError(f"--max-answer-length must be at least 1, got {max_answer_length}")
         self.index = PhraseIndex(folder, section, passage_count)
+        self.folder = folder
         self.section = section
         self.candidates = candidates
         self.max_answer_length = max_answer_length
         self.device = device
-        self._encoder = None
+        self._encoder: Any = None
 
     @property
     def encoder(self):
-        """The phrase model's query side (loaded on first use)."""
+        """The phrase model's query side, loaded on first use: the index's ONNX export on the
+        CPU (no torch import), else the torch model."""
         if self._encoder is None:
-            from odqa.phrase.index import PhraseEncoder
+            from odqa.phrase.query_onnx import usable_export
 
-            self._encoder = PhraseEncoder(self.section["encoder"], self.device)
+            if self.device in ("auto", "cpu"):
+                self._encoder = usable_export(self.folder, self.section)
+            if self._encoder is None:
+                from odqa.phrase.index import PhraseEncoder
+
+                self._encoder = PhraseEncoder(self.section["encoder"], self.device)
         return self._encoder
 
     def phrases(self, questions: list[str], top: int) -> list[list[PhraseSpan]]:

@@ -174,3 +174,17 @@ class OnnxModel:
     def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         feed = {name: np.asarray(batch[name], dtype=np.int64) for name in self.input_names}
         return [np.asarray(out, dtype=np.float32) for out in self.session.run(None, feed)]
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """The smallest row-wise cosine between two [n, d] arrays (export checks)."""
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return float(((a * b).sum(1) / np.maximum(norms, 1e-12)).min())
+
+
+def skipped_export(folder: Path, reason: str) -> dict[str, Any]:
+    """Remove a rejected export's folder; the manifest record saying why."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"skipped": reason}

@@ -1,0 +1,89 @@
+"""The phrase model odqa trained and ships: the default phrase encoder, fully offline, small,
+and answering SQuAD dev questions from a phrase index with no reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from odqa.cli import app
+from odqa.models import packaged_model_path
+from odqa.phrase.model import TOKENIZER_FILES
+
+from conftest import SAMPLE_CORPUS
+
+BUNDLED = Path(__file__).resolve().parents[1] / "odqa" / "models" / "phrase-minilm"
+NAME = "odqa/phrase-minilm"
+MAX_BYTES = 25 * 1024 * 1024
+DEV_ARTICLES = 2
+"""The dev slice: every paragraph and question of the first articles of SQuAD v1.1 dev."""
+MIN_EM_AT_1 = 0.25
+MIN_EM_AT_20 = 0.5
+
+runner = CliRunner()
+
+
+def test_the_default_phrase_encoder_is_the_bundled_one_and_small():
+    from odqa.phrase.index import PhraseOptions
+
+    assert PhraseOptions().encoder == NAME
+    assert packaged_model_path(NAME) == str(BUNDLED)
+    size = sum(f.stat().st_size for f in BUNDLED.rglob("*") if f.is_file())
+    assert size <= MAX_BYTES
+    assert not any((BUNDLED / name).exists() for name in TOKENIZER_FILES)  # the base's is used
+    record = json.loads((BUNDLED / "odqa_training.json").read_text())
+    assert record["kind"] == "phrase" and record["finished"] and record["save"] == "delta"
+    assert record["params"]["base"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.mark.slow
+def test_phrase_mode_answers_offline_with_the_default_model(tmp_path: Path):
+    out = tmp_path / "phrase"
+    built = runner.invoke(app, ["index", str(SAMPLE_CORPUS), "--out", str(out), "-q",
+                                "--retrievers", "bm25,phrase"])
+    assert built.exit_code == 0, built.output
+    assert json.loads((out / "manifest.json").read_text())["phrase"]["encoder"] == NAME
+    asked = runner.invoke(app, ["ask", "Who received a patent for the telephone?", "-i",
+                                str(out), "--mode", "phrase", "--format", "jsonl", "--top", "3"])
+    assert asked.exit_code == 0, asked.output
+    record = json.loads(asked.stdout)
+    assert record["mode"] == "phrase"
+    for answer in record["answers"]:
+        assert answer["context"][answer["start"] : answer["end"]] == answer["text"]
+    assert any("Bell" in a["text"] for a in record["answers"]), record["answers"]
+
+
+def _dev_slice(squad_dev: Path, folder: Path) -> tuple[Path, Path]:
+    """The first articles of SQuAD dev as a corpus (one passage per paragraph) and their
+    questions as JSON lines (SQuAD-open style: answers only)."""
+    articles = json.loads(squad_dev.read_text(encoding="utf-8"))["data"][:DEV_ARTICLES]
+    corpus, questions = folder / "corpus.jsonl", folder / "questions.jsonl"
+    with corpus.open("w") as c, questions.open("w") as q:
+        for a, article in enumerate(articles):
+            for p, paragraph in enumerate(article["paragraphs"]):
+                c.write(json.dumps({"id": f"{a}-{p}", "title": article["title"],
+                                    "text": paragraph["context"]}) + "\n")
+                for qa in paragraph["qas"]:
+                    q.write(json.dumps({"id": qa["id"], "question": qa["question"],
+                                        "answers": [x["text"] for x in qa["answers"]]}) + "\n")
+    return corpus, questions
+
+
+@pytest.mark.slow
+def test_bundled_phrase_model_em_on_a_fixed_squad_dev_slice(squad_dev, tmp_path: Path):
+    corpus, questions = _dev_slice(squad_dev, tmp_path)
+    out = tmp_path / "index"
+    built = runner.invoke(app, ["index", str(corpus), "--out", str(out), "-q",
+                                "--passage-words", "0", "--retrievers", "phrase"])
+    assert built.exit_code == 0, built.output
+    result = runner.invoke(app, ["eval", str(questions), "-i", str(out), "--mode", "phrase",
+                                 "--k", "1,20", "--format", "json", "--quiet",
+                                 "--latency-sample", "0"])
+    assert result.exit_code == 0, result.output
+    (system,) = json.loads(result.stdout)["systems"]
+    metrics = system["metrics"]
+    assert metrics["em@1"] >= MIN_EM_AT_1, metrics
+    assert metrics["em@20"] >= MIN_EM_AT_20, metrics
