@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,7 +15,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-stderr_console = Console(stderr=True)
+from odqa.consoles import stderr_console
 
 
 class RateColumn(ProgressColumn):

@@ -7,9 +7,9 @@ import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from rich.console import Console
 from rich.table import Table
 
+from odqa.consoles import output_console
 from odqa.errors import OdqaError
 from odqa.types import Hit, Query
 
@@ -38,7 +38,7 @@ def hits_table(query: Query, hits: list[Hit]) -> Table:
 def write_hits(queries: list[Query], results: list[list[Hit]], fmt: str, out: TextIO) -> None:
     """Write ``results`` to ``out`` as ``table``, ``jsonl`` or ``trec``."""
     if fmt == "table":
-        console = Console(file=out)
+        console = output_console(out)
         for query, hits in zip(queries, results):
             console.print(hits_table(query, hits))
         return

@@ -7,10 +7,10 @@ import re
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from odqa.consoles import output_console
 from odqa.readers.sentence import sentence_around
 from odqa.types import Answer, QuestionAnswers
 
@@ -79,7 +79,7 @@ def jsonl_lines(results: list[QuestionAnswers]) -> Iterable[str]:
 def write_answers(results: list[QuestionAnswers], fmt: str, out: TextIO) -> None:
     """Write ``results`` to ``out`` as ``table`` or ``jsonl``."""
     if fmt == "table":
-        console = Console(file=out)
+        console = output_console(out)
         for result in results:
             console.print(answers_table(result))
         return

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from odqa.consoles import stderr_console
 from odqa.errors import OdqaError, Terminated
 from odqa.index.store import default_index_root, resolve_index
 from odqa.types import Hit, Query
@@ -37,7 +37,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+err_console = stderr_console
 
 
 def _retriever_help() -> str:

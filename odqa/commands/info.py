@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from odqa.commands._common import fail_on_error
+from odqa.consoles import output_console
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -61,4 +61,4 @@ def info_command(
         table.add_column("value")
         for key, value in flatten(manifest):
             table.add_row(key, value)
-        Console().print(table)
+        output_console().print(table)

@@ -12,8 +12,9 @@ LATENCY_COLUMNS = {"p50 ms": "p50_ms", "p95 ms": "p95_ms", "q/s": "questions_per
 def render_table(report: dict[str, Any], results: list[SystemResult]) -> None:
     """Print the results side by side as a rich table (metrics in percent)."""
     from rich import box
-    from rich.console import Console
     from rich.table import Table
+
+    from odqa.consoles import output_console
 
     title = f"{report['dataset']} · {report['mode']} · {report['questions']:,} questions" + (
         f" · index {report['index']}" if report.get("index") else ""
@@ -35,9 +36,7 @@ def render_table(report: dict[str, Any], results: list[SystemResult]) -> None:
         row.append(str(len(r.failures)))
         row += [str(r.counts.get(c, 0)) for c in counts]
         table.add_row(*row)
-    console = Console()
-    if not console.is_terminal:  # files and pipes get the whole table, not 80 columns
-        console = Console(width=200)
+    console = output_console(wide_when_piped=True)
     console.print(title, markup=False, highlight=False)
     console.print(table)
 

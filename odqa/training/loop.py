@@ -369,7 +369,7 @@ def _progress(enabled: bool, description: str, total: int, state: LoopState):
         TimeRemainingColumn,
     )
 
-    from odqa.progress import stderr_console
+    from odqa.consoles import stderr_console
 
     bar = Progress(
         TextColumn("[bold]{task.description}"),
