@@ -78,8 +78,9 @@ def unused_options(
 ) -> dict[str, str | None]:
     """Why each build option does nothing with these choices (None: it applies)."""
     unused: dict[str, str | None] = {
-        name: None if set(users) & set(families) else (
-            f"only a {' or '.join(users)} index (--retrievers {' or '.join(users)}) uses it")
+        name: None
+        if set(users) & set(families)
+        else (f"only a {' or '.join(users)} index (--retrievers {' or '.join(users)}) uses it")
         for name, users in OPTION_FAMILIES.items()
     }
     no_bm25, no_dense = unused["bm25"], unused["encoder"]
@@ -92,7 +93,8 @@ def unused_options(
     if bm25 is not BM25Variant.okapi:
         unused["epsilon"] = no_bm25 or "only --bm25 okapi uses it"
     unused["passage_stride"] = (
-        "--passage-words 0 keeps documents whole, so there is no stride" if passage_words == 0
+        "--passage-words 0 keeps documents whole, so there is no stride"
+        if passage_words == 0
         else None
     )
     return unused
@@ -107,80 +109,156 @@ def index_command(
     name: Annotated[
         str | None, typer.Option("--name", help="Index name under the default index folder.")
     ] = None,
-    fmt: Annotated[CorpusFormat, typer.Option("--format", help="Corpus format.")] = (
-        CorpusFormat.auto
-    ),
-    id_field: Annotated[str, typer.Option(help="JSON lines: id field.")] = "id",
-    title_field: Annotated[str, typer.Option(help="JSON lines: title field.")] = "title",
-    text_field: Annotated[str, typer.Option(help="JSON lines: text field.")] = "text",
+    fmt: Annotated[
+        CorpusFormat, typer.Option("--format", help="Corpus format.", rich_help_panel="Corpus")
+    ] = (CorpusFormat.auto),
+    id_field: Annotated[
+        str, typer.Option(help="JSON lines: id field.", rich_help_panel="Corpus")
+    ] = "id",
+    title_field: Annotated[
+        str, typer.Option(help="JSON lines: title field.", rich_help_panel="Corpus")
+    ] = "title",
+    text_field: Annotated[
+        str, typer.Option(help="JSON lines: text field.", rich_help_panel="Corpus")
+    ] = "text",
     passage_words: Annotated[
-        int, typer.Option(min=0, help="Words per passage (0 keeps documents whole).")
+        int,
+        typer.Option(
+            min=0, help="Words per passage (0 keeps documents whole).", rich_help_panel="Corpus"
+        ),
     ] = 100,
     passage_stride: Annotated[
-        int | None, typer.Option(min=1, help="Words between passage starts (default: no overlap).")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Words between passage starts (default: no overlap).",
+            rich_help_panel="Corpus",
+        ),
     ] = None,
     retrievers: Annotated[
         str, typer.Option(help="Retriever families to build, comma-separated: bm25,dense,phrase.")
     ] = "bm25,dense",
-    bm25: Annotated[BM25Variant, typer.Option(help="BM25 variant.")] = BM25Variant.lucene,
-    k1: Annotated[float, typer.Option(help="BM25 k1.")] = 0.9,
-    b: Annotated[float, typer.Option(help="BM25 b.")] = 0.4,
+    bm25: Annotated[
+        BM25Variant, typer.Option(help="BM25 variant.", rich_help_panel="BM25")
+    ] = BM25Variant.lucene,
+    k1: Annotated[float, typer.Option(help="BM25 k1.", rich_help_panel="BM25")] = 0.9,
+    b: Annotated[float, typer.Option(help="BM25 b.", rich_help_panel="BM25")] = 0.4,
     delta: Annotated[
-        float | None, typer.Option(help="BM25L/BM25+ delta (default 0.5 / 1.0).")
+        float | None,
+        typer.Option(help="BM25L/BM25+ delta (default 0.5 / 1.0).", rich_help_panel="BM25"),
     ] = None,
-    epsilon: Annotated[float, typer.Option(help="okapi: idf floor as a share of mean idf.")] = 0.25,
-    stopwords: Annotated[Stopwords, typer.Option(help="Stopword list.")] = Stopwords.en,
-    stemmer: Annotated[Stemmer, typer.Option(help="Stemmer.")] = Stemmer.english,
+    epsilon: Annotated[
+        float, typer.Option(help="okapi: idf floor as a share of mean idf.", rich_help_panel="BM25")
+    ] = 0.25,
+    stopwords: Annotated[
+        Stopwords, typer.Option(help="Stopword list.", rich_help_panel="BM25")
+    ] = Stopwords.en,
+    stemmer: Annotated[
+        Stemmer, typer.Option(help="Stemmer.", rich_help_panel="BM25")
+    ] = Stemmer.english,
     encoder: Annotated[
         str,
         typer.Option(
-            help="Dense passage encoder: sentence-transformers or HF model (hub id or folder)."
+            help="Dense passage encoder: sentence-transformers or HF model (hub id or folder).",
+            rich_help_panel="Dense",
         ),
     ] = DEFAULT_DENSE_ENCODER,
     query_encoder: Annotated[
-        str | None, typer.Option(help="Separate question encoder (DPR pairs).")
+        str | None,
+        typer.Option(help="Separate question encoder (DPR pairs).", rich_help_panel="Dense"),
     ] = None,
     pooling: Annotated[
-        Pooling | None, typer.Option(help="Pooling (default: as the model says, else mean).")
+        Pooling | None,
+        typer.Option(
+            help="Pooling (default: as the model says, else mean).", rich_help_panel="Dense"
+        ),
     ] = None,
     normalize: Annotated[
         bool | None,
         typer.Option(
-            "--normalize/--no-normalize", help="L2-normalise (default: as the model says)."
+            "--normalize/--no-normalize",
+            help="L2-normalise (default: as the model says).",
+            rich_help_panel="Dense",
         ),
     ] = None,
-    query_prefix: Annotated[str, typer.Option(help='Text before each query, e.g. "query: ".')] = "",
-    passage_prefix: Annotated[str, typer.Option(help="Text before each passage.")] = "",
+    query_prefix: Annotated[
+        str, typer.Option(help='Text before each query, e.g. "query: ".', rich_help_panel="Dense")
+    ] = "",
+    passage_prefix: Annotated[
+        str, typer.Option(help="Text before each passage.", rich_help_panel="Dense")
+    ] = "",
     max_length: Annotated[
-        int | None, typer.Option(min=2, help="Tokens per text (default: the model's).")
+        int | None,
+        typer.Option(
+            min=2, help="Tokens per text (default: the model's).", rich_help_panel="Dense"
+        ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Texts per encoder batch.")] = 64,
-    device: Annotated[Device, typer.Option(help="Encoder device (fp16 on CUDA).")] = Device.auto,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Texts per encoder batch.", rich_help_panel="Encoding (dense and phrase)"
+        ),
+    ] = 64,
+    device: Annotated[
+        Device,
+        typer.Option(
+            help="Encoder device (fp16 on CUDA).", rich_help_panel="Encoding (dense and phrase)"
+        ),
+    ] = Device.auto,
     backend: Annotated[
-        Backend, typer.Option(help="Encoder runtime: torch, onnx or int8 (ONNX Runtime, CPU).")
+        Backend,
+        typer.Option(
+            help="Encoder runtime: torch, onnx or int8 (ONNX Runtime, CPU).",
+            rich_help_panel="Dense",
+        ),
     ] = Backend.torch,
     precision: Annotated[
         Precision,
-        typer.Option(help="Encoder precision (torch): auto = fp16 on CUDA, bf16 on AMX CPUs."),
+        typer.Option(
+            help="Encoder precision (torch): auto = fp16 on CUDA, bf16 on AMX CPUs.",
+            rich_help_panel="Dense",
+        ),
     ] = Precision.auto,
-    faiss: Annotated[FaissKind, typer.Option(help="FAISS index kind.")] = FaissKind.flat,
-    hnsw_m: Annotated[int, typer.Option(min=2, help="HNSW: links per node.")] = 32,
-    ef_construction: Annotated[int, typer.Option(min=1, help="HNSW: build beam width.")] = 200,
+    faiss: Annotated[
+        FaissKind, typer.Option(help="FAISS index kind.", rich_help_panel="Dense")
+    ] = FaissKind.flat,
+    hnsw_m: Annotated[
+        int, typer.Option(min=2, help="HNSW: links per node.", rich_help_panel="Dense")
+    ] = 32,
+    ef_construction: Annotated[
+        int, typer.Option(min=1, help="HNSW: build beam width.", rich_help_panel="Dense")
+    ] = 200,
     nlist: Annotated[
-        int | None, typer.Option(min=1, help="IVF-PQ: lists (default about 4 sqrt(n)).")
+        int | None,
+        typer.Option(
+            min=1, help="IVF-PQ: lists (default about 4 sqrt(n)).", rich_help_panel="Dense"
+        ),
     ] = None,
     pq_m: Annotated[
-        int | None, typer.Option(min=1, help="IVF-PQ: sub-quantisers (default dim / 4).")
+        int | None,
+        typer.Option(
+            min=1, help="IVF-PQ: sub-quantisers (default dim / 4).", rich_help_panel="Dense"
+        ),
     ] = None,
-    pq_nbits: Annotated[int, typer.Option(min=1, max=16, help="IVF-PQ: bits per code.")] = 8,
+    pq_nbits: Annotated[
+        int, typer.Option(min=1, max=16, help="IVF-PQ: bits per code.", rich_help_panel="Dense")
+    ] = 8,
     phrase_encoder: Annotated[
-        str, typer.Option(help="Phrase model (odqa's or DensePhrases layout; id or folder).")
+        str,
+        typer.Option(
+            help="Phrase model (odqa's or DensePhrases layout; id or folder).",
+            rich_help_panel="Phrase",
+        ),
     ] = "odqa/phrase-minilm",
     phrase_index: Annotated[
-        PhraseIndexKind, typer.Option(help="Phrase vectors in FAISS: flat, sq8 or ivfpq.")
+        PhraseIndexKind,
+        typer.Option(help="Phrase vectors in FAISS: flat, sq8 or ivfpq.", rich_help_panel="Phrase"),
     ] = PhraseIndexKind.sq8,
     phrase_filter_threshold: Annotated[
-        float, typer.Option(help="Keep tokens whose start/end filter logit reaches this.")
+        float,
+        typer.Option(
+            help="Keep tokens whose start/end filter logit reaches this.", rich_help_panel="Phrase"
+        ),
     ] = -2.0,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing odqa index (nothing else).")
@@ -191,7 +269,9 @@ def index_command(
     resume_chunk: Annotated[
         int,
         typer.Option(
-            min=1, help="Dense: passages encoded per saved chunk (what --resume keeps at most)."
+            min=1,
+            help="Dense: passages encoded per saved chunk (what --resume keeps at most).",
+            rich_help_panel="Encoding (dense and phrase)",
         ),
     ] = RESUME_CHUNK,
     quiet: Annotated[
