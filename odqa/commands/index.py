@@ -259,7 +259,7 @@ def index_command(
         typer.Option(
             help="Keep tokens whose start/end filter logit reaches this.", rich_help_panel="Phrase"
         ),
-    ] = -2.0,
+    ] = -4.0,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing odqa index (nothing else).")
     ] = False,

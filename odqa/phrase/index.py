@@ -47,7 +47,7 @@ class PhraseOptions:
     """Build settings of a phrase index (recorded in the manifest)."""
 
     encoder: str = "odqa/phrase-minilm"
-    filter_threshold: float = -2.0
+    filter_threshold: float = -4.0
     index: str = "sq8"
     max_length: int = 384
     doc_stride: int = 128
