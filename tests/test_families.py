@@ -164,3 +164,14 @@ def test_the_cli_builds_checks_and_searches_a_registered_family(titles_family,
                                 "--threads", "2"])
     assert wrong.exit_code == 2
     assert "only --retriever bm25 uses it, not titles" in " ".join(wrong.output.split())
+
+
+def test_fuse_rejects_unknown_and_missing_families(titled_index: Path) -> None:
+    unknown = runner.invoke(app, ["search", "planets", "-i", str(titled_index), "--retriever",
+                                  "hybrid", "--fuse", "bm25,nonsense"])
+    assert unknown.exit_code == 2
+    assert "unknown retriever 'nonsense'" in " ".join(unknown.output.split())
+    absent = runner.invoke(app, ["search", "planets", "-i", str(titled_index), "--retriever",
+                                 "hybrid", "--fuse", "bm25,dense"])
+    assert absent.exit_code == 1
+    assert "hybrid fuses two or more of this index's families" in " ".join(absent.output.split())
