@@ -118,9 +118,16 @@ def main() -> None:
             results["open_book"] = odqa("eval", str(OPEN), "--index", str(index), "--mode",
                                         "open-book", "--retriever", "bm25", "--passages", "20",
                                         "--limit", n, "--latency-sample", "0")
+            results["open_book_combined"] = odqa(
+                "eval", str(OPEN), "--index", str(index), "--mode", "open-book", "--retriever",
+                "bm25", "--passages", "20", "--score", "combined", "--limit", n,
+                "--latency-sample", "0")
             if args.phrase_encoder:
                 results["phrase"] = odqa("eval", str(OPEN), "--index", str(index), "--mode",
                                          "phrase", "--limit", n, "--latency-sample", "0")
+                results["phrase_dense"] = odqa(
+                    "eval", str(OPEN), "--index", str(index), "--mode", "phrase",
+                    "--phrase-sparse-weight", "0", "--limit", n, "--latency-sample", "0")
                 results["phrase_retrieval"] = odqa(
                     "eval", str(OPEN), "--index", str(index), "--retriever", "phrase",
                     "--k", "1,5,20,100", "--limit", n, "--latency-sample", "0")
@@ -128,6 +135,8 @@ def main() -> None:
                 results["ask"] = {
                     "pipeline": timed_ask(asked, "--index", str(index), "--passages", "20"),
                     "phrase": timed_ask(asked, "--index", str(index), "--mode", "phrase"),
+                    "phrase_dense": timed_ask(asked, "--index", str(index), "--mode", "phrase",
+                                              "--phrase-sparse-weight", "0"),
                 }
                 manifest = json.loads((index / "manifest.json").read_text())
                 results["phrase_index"] = {
@@ -163,19 +172,25 @@ def print_summary(results: dict) -> None:
         ob = system(results["open_book"])
         print(f"open-book bm25@20 + reader  EM@1 {_pct(ob['metrics'].get('em'))}  "
               f"F1@1 {_pct(ob['metrics'].get('f1'))}  {ob['latency']['questions_per_s']:.2f} q/s")
-        if "phrase" in results:
-            ph = system(results["phrase"])
+        if "open_book_combined" in results:
+            oc = system(results["open_book_combined"])
+            print(f"  same, --score combined    EM@1 {_pct(oc['metrics'].get('em'))}  "
+                  f"F1@1 {_pct(oc['metrics'].get('f1'))}")
+        labels = {"phrase": "phrase, dense + BM25", "phrase_dense": "phrase, dense only"}
+        for key, label in labels.items():
+            if key not in results:
+                continue
+            ph = system(results[key])
             em_ratio = ph["metrics"]["em"] / max(1e-9, ob["metrics"]["em"])
-            speed = ph["latency"]["questions_per_s"] / ob["latency"]["questions_per_s"]
-            print(f"phrase (no reader)          EM@1 {_pct(ph['metrics'].get('em'))}  "
+            print(f"{label:27s} EM@1 {_pct(ph['metrics'].get('em'))}  "
                   f"F1@1 {_pct(ph['metrics'].get('f1'))}  "
-                  f"{ph['latency']['questions_per_s']:.2f} q/s")
-            print(f"phrase / pipeline: EM@1 {em_ratio:.2f}x, questions/s (eval) {speed:.1f}x")
-            if "ask" in results:
-                pipe, phr = results["ask"]["pipeline"], results["ask"]["phrase"]
-                print(f"odqa ask --questions ({pipe['questions']}): pipeline "
-                      f"{pipe['questions_per_s']:.2f} q/s, phrase {phr['questions_per_s']:.2f} "
+                  f"{ph['latency']['questions_per_s']:.2f} q/s  EM@1 {em_ratio:.2f}x pipeline")
+            if key in results.get("ask", {}):
+                pipe, phr = results["ask"]["pipeline"], results["ask"][key]
+                print(f"  odqa ask --questions ({pipe['questions']}): pipeline "
+                      f"{pipe['questions_per_s']:.2f} q/s, {label} {phr['questions_per_s']:.2f} "
                       f"q/s: {phr['questions_per_s'] / pipe['questions_per_s']:.1f}x")
+        if "phrase_index" in results:
             print("phrase index:", results["phrase_index"])
     for label, report in results.get("dense", {}).items():
         for s in report["systems"]:

@@ -21,9 +21,8 @@ from odqa.readers.generative import (
     GenerationParams,
     Seq2SeqReader,
     distinct_answers,
-    length_sorted_batches,
-    pad_batch,
 )
+from odqa.runtime.batching import length_sorted_batches, pad_ids
 from odqa.text import normalize_answer
 from odqa.types import Query
 
@@ -266,17 +265,21 @@ def test_invalid_settings(field: str) -> None:
 
 def test_length_sorted_batches_cover_every_index_once() -> None:
     lengths = [3, 9, 1, 9, 4, 7, 2]
-    batches = length_sorted_batches(lengths, 3)
+    batches = length_sorted_batches(lengths, 3, max_padding=1.0)
     assert [len(b) for b in batches] == [3, 3, 1]
     flat = np.concatenate(batches)
     assert sorted(flat.tolist()) == list(range(len(lengths)))
     assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
+    # by default no batch mixes an input with one more than 10% longer
+    assert [[lengths[i] for i in b] for b in length_sorted_batches(lengths, 3)] == [
+        [9, 9], [7], [4], [3], [2], [1]]
 
 
-def test_pad_batch() -> None:
-    ids, mask = pad_batch([[5, 6, 1], [7, 1], [1]], pad_id=0)
+def test_pad_ids() -> None:
+    ids, mask = pad_ids([[5, 6, 1], [7, 1], [1]], pad_id=0)
     assert ids.tolist() == [[5, 6, 1], [7, 1, 0], [1, 0, 0]]
     assert mask.tolist() == [[1, 1, 1], [1, 1, 0], [1, 0, 0]]
+    assert pad_ids([[5, 6, 1]], pad_id=9, multiple=4)[0].tolist() == [[5, 6, 1, 9]]
 
 
 def test_distinct_answers_merges_normalised_duplicates() -> None:

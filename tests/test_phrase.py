@@ -271,3 +271,72 @@ def test_the_question_encoder_is_exported_and_phrase_answers_run_without_torch(
     by_torch = retriever.phrases(questions, 5)
     assert [[(s.passage, s.start, s.end) for s in q] for q in by_onnx] == [
         [(s.passage, s.start, s.end) for s in q] for q in by_torch]
+
+
+def test_passage_spans_are_each_passages_exact_best(phrase_index):
+    from odqa import load_index
+
+    retriever = load_index(str(phrase_index)).retriever("phrase", device="cpu")
+    qs, qe = retriever.encoder.encode_queries([QUESTION])
+    phrase = retriever.index
+    start = np.asarray(phrase.start, dtype=np.float32) @ qs[0]
+    end = np.asarray(phrase.end, dtype=np.float32) @ qe[0]
+    for passage in (0, 2, int(phrase.passage_of[-1])):
+        rows = phrase.passage_spans(np.array([passage]), qs[0], qe[0], max_answer_length=4,
+                                    top=3)
+        assert len(rows) == 3 and np.all(np.diff(rows[:, 2]) <= 0)
+        tokens = np.flatnonzero(phrase.passage_of == passage)
+        best = max((start[i] + end[j], i, j) for i in tokens for j in tokens
+                   if 0 <= phrase.position[j] - phrase.position[i] < 4)
+        assert (int(rows[0, 0]), int(rows[0, 1])) == (best[1], best[2])
+        assert rows[0, 2] == pytest.approx(best[0], rel=1e-5)
+
+
+def test_sparse_scoring_adds_the_weighted_bm25_score_of_the_passage(phrase_index):
+    from odqa import load_index
+    from odqa.phrase.sparse import SparseScoring
+
+    index = load_index(str(phrase_index))
+    retriever = index.retriever("phrase", device="cpu")
+    bm25 = index.retriever("bm25")
+    qs, qe = retriever.encoder.encode_queries([QUESTION])
+    phrase = retriever.index
+    (spans,) = retriever.phrases([QUESTION], 10, SparseScoring(bm25, weight=2.0, passages=3))
+    assert [s.score for s in spans] == sorted((s.score for s in spans), reverse=True)
+    rows = {(int(phrase.tokens[i, 0]), int(phrase.tokens[i, 2]), int(phrase.tokens[j, 3])): (i, j)
+            for i in range(len(phrase.tokens)) for j in range(i, min(i + 10, len(phrase.tokens)))}
+    for s in spans:
+        i, j = rows[(s.passage, s.start, s.end)]
+        dense = float(np.asarray(phrase.start[i], np.float32) @ qs[0]
+                      + np.asarray(phrase.end[j], np.float32) @ qe[0])
+        sparse = float(bm25.passage_scores(QUESTION, np.array([s.passage]))[0])
+        assert s.score == pytest.approx(dense + 2.0 * sparse, rel=1e-4, abs=1e-4)
+    # BM25 dominating: the best span lies in BM25's best passage, found through --passages
+    (dominated,) = retriever.phrases([QUESTION], 3, SparseScoring(bm25, weight=1e4, passages=1))
+    (top_ids, _), = bm25.search_ids([QUESTION], 1)
+    assert dominated[0].passage == int(top_ids[0])
+
+
+def test_phrase_sparse_options_from_the_cli(phrase_index, phrase_model, tmp_path):
+    def answers(*extra, index=phrase_index):
+        result = cli("ask", QUESTION, "--index", index, "--mode", "phrase", "--format",
+                     "jsonl", "--device", "cpu", *extra)
+        return result.exit_code, result.stdout if result.exit_code == 0 else result.output
+
+    code, dense_only = answers("--phrase-sparse-weight", "0")
+    assert code == 0
+    code, default = answers()
+    assert code == 0 and default == answers("--phrase-sparse-weight", "1.5")[1]
+    assert json.loads(default)["answers"] and default != dense_only
+    assert answers("--phrase-sparse-passages", "-1")[0] == 2
+    open_book = cli("ask", QUESTION, "--index", phrase_index, "--phrase-sparse-weight", "1")
+    assert open_book.exit_code == 2  # open-book does not use it
+    only_phrase = tmp_path / "only-phrase"
+    built = cli("index", SAMPLE_CORPUS, "--out", only_phrase, "--retrievers", "phrase",
+                "--phrase-encoder", phrase_model, "--phrase-index", "flat", "--device", "cpu",
+                "-q")
+    assert built.exit_code == 0, built.output
+    code, _ = answers(index=only_phrase)
+    assert code == 0  # no bm25: dense only by default
+    code, output = answers("--phrase-sparse-weight", "1", index=only_phrase)
+    assert code == 1 and "needs a bm25 index" in output and "Traceback" not in output

@@ -131,6 +131,19 @@ def test_search_is_the_top_of_the_full_scores(variant, squad_corpus, squad_dev):
         np.testing.assert_allclose(scores, row[ids], rtol=1e-5)
 
 
+@pytest.mark.parametrize("variant", ["lucene", "bm25plus"])
+def test_passage_scores_equal_the_full_scores(variant, squad_corpus, squad_dev):
+    index = build(squad_corpus["tmp"], squad_dev, BM25Params(variant=variant))
+    retriever = index.retriever("bm25")
+    queries = [*squad_questions(squad_dev, 10), "zzzunknownword"]
+    full = retriever.scores(queries)
+    chosen = np.random.default_rng(0).permutation(retriever.n_passages)[:50]
+    chosen = np.concatenate([chosen, chosen[:3], [0, retriever.n_passages - 1]])
+    for query, row in zip(queries, full):
+        np.testing.assert_allclose(retriever.passage_scores(query, chosen), row[chosen],
+                                   rtol=1e-5, atol=1e-6)
+
+
 def test_ties_are_broken_by_passage_order(tmp_path):
     corpus = tmp_path / "ties.jsonl"
     rows = [{"id": f"d{i}", "text": "alpha beta"} for i in range(6)]

@@ -40,6 +40,8 @@ class AskSettings:
     score: str = "reader"
     retriever_weight: float = 1.0
     no_answer_threshold: float | None = None
+    phrase_sparse_weight: float | None = None
+    phrase_sparse_passages: int = 5
     batch_size: int = 32
     device: str = "auto"
     backend: str = "auto"
@@ -125,6 +127,8 @@ def _phrase(settings: AskSettings, index: Any) -> Answer:
 
     return partial(
         answer_phrase, index, top=settings.top, device=settings.device,
+        sparse_weight=settings.phrase_sparse_weight,
+        sparse_passages=settings.phrase_sparse_passages,
         max_answer_length=settings.max_answer_length or DEFAULT_MAX_ANSWER_LENGTH,
     )
 
@@ -160,7 +164,8 @@ ANSWERERS: dict[str, Answerer] = {
         ),
         Answerer(
             "phrase", "the phrase index, with no reader (--mode phrase)", True,
-            frozenset({"max_answer_length", "device"}), _phrase,
+            frozenset({"max_answer_length", "phrase_sparse_weight", "phrase_sparse_passages",
+                       "device"}), _phrase,
         ),
         Answerer(
             "closed-book", "a seq2seq model with no passages (--mode closed-book)", False,

@@ -30,6 +30,11 @@ RetrieverWeightOption = _option(float, "Weight of the [0, 1]-scaled retriever sc
                                 "combined).")
 NoAnswerThresholdOption = _option(float | None, "SQuAD 2.0 readers: keep spans beating the "
                                   "no-answer score by more.")
+PhraseSparseWeightOption = _option(float | None, "Phrase mode: weight of the question's BM25 "
+                                   "score of a span's passage (default 1.5 with a bm25 index; "
+                                   "0 = dense only).", min=0)
+PhraseSparsePassagesOption = _option(int, "Phrase mode: BM25 top passages whose best spans join "
+                                     "the candidates.", min=0)
 DeviceOption = _option(Device, "Model device: auto, cpu or cuda.")
 BackendOption = _option(ReaderBackend, "Extractive reader runtime: auto (onnx on CPU, else "
                         "torch), torch, onnx, int8.")
@@ -40,7 +45,8 @@ MaxNewTokensOption = _option(int, "Generation: answer tokens.", min=1)
 PrefixOption = _option(str, "Closed-book: text put before each question.")
 
 SHARED = ("reader", "max_seq_length", "doc_stride", "max_answer_length", "score",
-          "retriever_weight", "no_answer_threshold", "device", "backend", "precision",
+          "retriever_weight", "no_answer_threshold", "phrase_sparse_weight",
+          "phrase_sparse_passages", "device", "backend", "precision",
           "num_beams", "max_new_tokens", "prefix")
 """The AskSettings fields both commands take under the same option names."""
 

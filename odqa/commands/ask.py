@@ -64,6 +64,8 @@ def ask_command(
     score: opts.ScoreOption = ScoreMode.reader,
     retriever_weight: opts.RetrieverWeightOption = 1.0,
     no_answer_threshold: opts.NoAnswerThresholdOption = None,
+    phrase_sparse_weight: opts.PhraseSparseWeightOption = None,
+    phrase_sparse_passages: opts.PhraseSparsePassagesOption = 5,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows (or questions) per batch.")] = 32,
     device: opts.DeviceOption = Device.auto,
     backend: opts.BackendOption = ReaderBackend.auto,

@@ -119,6 +119,8 @@ def eval_command(
     score: opts.ScoreOption = ScoreMode.reader,
     retriever_weight: opts.RetrieverWeightOption = 1.0,
     no_answer_threshold: opts.NoAnswerThresholdOption = None,
+    phrase_sparse_weight: opts.PhraseSparseWeightOption = None,
+    phrase_sparse_passages: opts.PhraseSparsePassagesOption = 5,
     device: opts.DeviceOption = Device.auto,
     backend: opts.BackendOption = ReaderBackend.auto,
     precision: opts.PrecisionOption = Precision.auto,

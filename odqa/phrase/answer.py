@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from odqa.errors import OdqaError
+from odqa.phrase.sparse import DEFAULT_SPARSE_PASSAGES, sparse_scoring
 from odqa.readers.merge import merge_by_key, passage_fields, softmax
 from odqa.text import normalize_answer
 from odqa.types import Answer, Hit, Query, QuestionAnswers
@@ -15,18 +16,23 @@ SPANS_PER_ANSWER = 8
 
 
 def answer_phrase(
-    index, questions: list[Query], *, top: int = 5, **options
+    index, questions: list[Query], *, top: int = 5, sparse_weight: float | None = None,
+    sparse_passages: int = DEFAULT_SPARSE_PASSAGES, **options
 ) -> list[QuestionAnswers]:
     """Answer ``questions`` from ``index``'s phrase index.
 
-    ``options`` are :class:`~odqa.phrase.search.PhraseRetriever` query options
-    (``candidates``, ``max_answer_length``, ``device``). The confidence is a softmax over the
-    question's candidate spans, summed over the spans merged into an answer.
+    ``sparse_weight``: weight of the BM25 score of a span's passage (None: the default when
+    the index has BM25, else none; 0: dense only), ``sparse_passages``: BM25 top passages
+    whose best spans join the candidates (:mod:`odqa.phrase.sparse`). ``options`` are
+    :class:`~odqa.phrase.search.PhraseRetriever` query options (``candidates``,
+    ``max_answer_length``, ``device``). The confidence is a softmax over the question's
+    candidate spans, summed over the spans merged into an answer.
     """
     if top < 1:
         raise OdqaError(f"--top must be at least 1, got {top}")
+    sparse = sparse_scoring(index, sparse_weight, sparse_passages)
     retriever = index.retriever("phrase", **options)
-    found = retriever.phrases([q.text for q in questions], top * SPANS_PER_ANSWER)
+    found = retriever.phrases([q.text for q in questions], top * SPANS_PER_ANSWER, sparse)
     results = []
     for question, spans in zip(questions, found):
         passages = index.passages.get_many(np.array([s.passage for s in spans], dtype=np.int64))

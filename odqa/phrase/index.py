@@ -141,7 +141,7 @@ class PhraseEncoder:
         """Kept tokens of passages ``first, first + 1, ...`` (titles may be empty)."""
         import torch
 
-        from odqa.readers.windows import length_sorted_batches
+        from odqa.runtime.batching import length_sorted_batches, pad_ids
 
         enc = passage_windows(self.tokenizer, titles, texts, options.max_length,
                               options.doc_stride)
@@ -152,19 +152,11 @@ class PhraseEncoder:
         starts: list[np.ndarray] = []
         ends: list[np.ndarray] = []
         lengths = [len(ids) for ids in enc["input_ids"]]
-        for batch in length_sorted_batches([range(n) for n in lengths], options.batch_size):
-            width = max(lengths[i] for i in batch)
-            ids = np.full((len(batch), width), pad, dtype=np.int64)
-            mask = np.zeros_like(ids)
-            types = np.zeros_like(ids)
-            for r, w in enumerate(batch):
-                ids[r, : lengths[w]] = enc["input_ids"][w]
-                mask[r, : lengths[w]] = 1
-                if "token_type_ids" in enc:
-                    types[r, : lengths[w]] = enc["token_type_ids"][w]
+        for batch in length_sorted_batches(lengths, options.batch_size):
+            ids, mask = pad_ids([enc["input_ids"][w] for w in batch], pad)
             inputs = {"input_ids": ids, "attention_mask": mask}
             if "token_type_ids" in enc:
-                inputs["token_type_ids"] = types
+                inputs["token_type_ids"] = pad_ids([enc["token_type_ids"][w] for w in batch], 0)[0]
             with torch.inference_mode():
                 s, e, fs, fe = self.model.encode_phrases(
                     **{k: torch.from_numpy(v).to(self.device) for k, v in inputs.items()}
@@ -382,6 +374,8 @@ class PhraseIndex:
         self.passage_of = np.asarray(self.tokens[:, 0])
         self.position = np.asarray(self.tokens[:, 1])
         self.flag_bits = np.asarray(self.flags)
+        self.passage_count = passage_count
+        self._bounds: np.ndarray | None = None
 
     def spans(
         self, q_start: np.ndarray, q_end: np.ndarray, *, candidates: int, max_answer_length: int,
@@ -396,6 +390,33 @@ class PhraseIndex:
                                  max_answer_length)
             results.append(spans[:top])
         return results
+
+    def passage_spans(
+        self, passages: np.ndarray, q_start: np.ndarray, q_end: np.ndarray, *,
+        max_answer_length: int, top: int,
+    ) -> np.ndarray:
+        """The ``top`` best spans of each of ``passages`` for one query, found exhaustively
+        over the passage's kept tokens: rows ``(start token, end token, score)``."""
+        if self._bounds is None:
+            self._bounds = np.searchsorted(self.passage_of, np.arange(self.passage_count + 1))
+        found = []
+        for p in np.asarray(passages, dtype=np.int64):
+            rows = np.arange(self._bounds[p], self._bounds[p + 1])
+            starts = rows[self.flag_bits[rows] & START > 0]
+            ends = rows[self.flag_bits[rows] & END > 0]
+            if not len(starts) or not len(ends):
+                continue
+            s = np.asarray(self.start[starts], dtype=np.float32) @ q_start
+            e = np.asarray(self.end[ends], dtype=np.float32) @ q_end
+            gap = self.position[ends][None, :] - self.position[starts][:, None]
+            total = np.where((gap >= 0) & (gap < max_answer_length), s[:, None] + e[None, :],
+                             -np.inf)
+            best = np.argsort(-total, axis=None, kind="stable")[:top]
+            i, j = np.unravel_index(best, total.shape)
+            valid = np.isfinite(total[i, j])
+            found.append(np.column_stack([starts[i[valid]], ends[j[valid]],
+                                          total[i[valid], j[valid]]]))
+        return np.concatenate(found) if found else np.zeros((0, 3))
 
     def _search(self, name: str, queries: np.ndarray, k: int) -> list[np.ndarray]:
         if name not in self.faiss:

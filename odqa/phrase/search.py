@@ -11,6 +11,7 @@ import numpy as np
 
 from odqa.errors import OdqaError
 from odqa.phrase.index import PhraseIndex
+from odqa.phrase.sparse import SparseScoring, rescore
 from odqa.types import RankedIds
 
 DEFAULT_MAX_ANSWER_LENGTH = 10
@@ -62,14 +63,21 @@ class PhraseRetriever:
                 self._encoder = PhraseEncoder(self.section["encoder"], self.device)
         return self._encoder
 
-    def phrases(self, questions: list[str], top: int) -> list[list[PhraseSpan]]:
-        """Per question, up to ``top`` spans, best first (distinct token spans)."""
+    def phrases(
+        self, questions: list[str], top: int, sparse: SparseScoring | None = None
+    ) -> list[list[PhraseSpan]]:
+        """Per question, up to ``top`` spans, best first (distinct token spans); with
+        ``sparse``, scored dense + BM25 (:mod:`odqa.phrase.sparse`)."""
         if not questions:
             return []
         qs, qe = self.encoder.encode_queries(list(questions))
         candidates = self.candidates or max(64, 4 * top)
         found = self.index.spans(qs, qe, candidates=candidates,
                                  max_answer_length=self.max_answer_length, top=top)
+        if sparse is not None:
+            found = [rescore(self.index, sparse, question, rows, qs[i], qe[i],
+                             max_answer_length=self.max_answer_length, top=top)
+                     for i, (question, rows) in enumerate(zip(questions, found))]
         out = []
         for rows in found:
             spans = []

@@ -18,7 +18,8 @@ import numpy as np
 from odqa.errors import MissingDependencyError, ModelNotAvailableError, OdqaError
 from odqa.models import load_pretrained, quiet_transformers, resolve_device, resolve_model
 from odqa.readers.spans import spans_to_chars, top_spans
-from odqa.readers.windows import Window, encode_question, length_sorted_batches, pad_batch
+from odqa.readers.windows import Window, encode_question, pad_batch
+from odqa.runtime.batching import length_sorted_batches
 
 DEFAULT_READER = "odqa/reader-minilm"
 """odqa's own reader (all-MiniLM-L6-v2 fine-tuned on SQuAD v1.1 train), shipped in the package."""
@@ -258,7 +259,7 @@ class ExtractiveReader:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         found: list[list[np.ndarray]] = [[] for _ in range(n_pairs)]
         nulls = np.full(n_pairs, np.inf, dtype=np.float32)
-        for rows in length_sorted_batches(windows, self.params.batch_size):
+        for rows in length_sorted_batches([len(w) for w in windows], self.params.batch_size):
             chunk = [windows[i] for i in rows]
             batch = pad_batch(chunk, pad_id)
             start, end = self._loaded.forward(batch)

@@ -24,11 +24,10 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from odqa.errors import ModelNotAvailableError, OdqaError
 from odqa.models import load_pretrained, quiet_transformers, resolve_device
 from odqa.readers.merge import merge_by_key
+from odqa.runtime.batching import length_sorted_batches, pad_ids
 from odqa.text import normalize_answer
 from odqa.types import Answer
 
@@ -86,22 +85,6 @@ def load_seq2seq_model(name: str, device: str, role: str = "reader", flag: str =
         tokenizer = load_pretrained(AutoTokenizer.from_pretrained, name, role, flag)
         model = load_pretrained(AutoModelForSeq2SeqLM.from_pretrained, name, role, flag)
     return model.to(device).eval(), tokenizer
-
-
-def length_sorted_batches(lengths: list[int], batch_size: int) -> list[np.ndarray]:
-    """Indices grouped into batches of similar length, longest first (padding stays small and
-    an out-of-memory error shows on the first batch)."""
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def pad_batch(ids: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad token id lists into ``(input_ids, attention_mask)`` int64 arrays."""
-    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-    mask = np.arange(lengths.max(initial=1))[None, :] < lengths[:, None]
-    input_ids = np.full(mask.shape, pad_id, dtype=np.int64)
-    input_ids[mask] = np.fromiter((t for x in ids for t in x), dtype=np.int64, count=mask.sum())
-    return input_ids, mask.astype(np.int64)
 
 
 def distinct_answers(beams: list[Generated], top: int) -> list[Answer]:
@@ -201,7 +184,7 @@ class Seq2SeqReader:
     def _generate_batch(self, ids: list[list[int]], config: Any) -> list[list[Generated]]:
         import torch
 
-        input_ids, attention_mask = pad_batch(ids, self._tokenizer.pad_token_id or 0)
+        input_ids, attention_mask = pad_ids(ids, self._tokenizer.pad_token_id or 0)
         device = self._model.device
         with torch.inference_mode():
             out = self._model.generate(

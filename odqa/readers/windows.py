@@ -8,12 +8,12 @@ to a span of characters of the original passage.
 
 from __future__ import annotations
 
-from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 
 import numpy as np
 
 from odqa.errors import OdqaError
+from odqa.runtime.batching import pad_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,44 +144,13 @@ def encode_pairs(
     return windows
 
 
-MAX_PADDING = 0.1
-"""Largest share of padding a window may carry in its batch: on CPU the cost of a batch is its
-padded size, so a batch never mixes a window with one more than 10% longer."""
-
-
-def length_sorted_batches(
-    windows: Sequence[Sized], batch_size: int, max_padding: float = MAX_PADDING
-) -> list[np.ndarray]:
-    """Window indices grouped into batches of at most ``batch_size`` windows of similar length
-    (longest first): a window joins a batch only if it is at least ``1 - max_padding`` times as
-    long as the batch's longest."""
-    if batch_size < 1:
-        raise OdqaError(f"--batch-size must be at least 1, got {batch_size}")
-    lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
-    order = np.argsort(-lengths, kind="stable")
-    batches: list[np.ndarray] = []
-    current: list[int] = []
-    for i in order:
-        full = len(current) == batch_size
-        if current and (full or lengths[i] < (1 - max_padding) * lengths[current[0]]):
-            batches.append(np.array(current))
-            current = []
-        current.append(i)
-    if current:
-        batches.append(np.array(current))
-    return batches
-
-
 def pad_batch(windows: list[Window], pad_id: int, multiple: int = 1) -> dict[str, np.ndarray]:
     """Right-pad a batch of windows into ``input_ids``, ``attention_mask`` (and token types),
     to a width rounded up to ``multiple`` (few distinct shapes keep compiled kernels reused)."""
-    width = -(-max(len(w) for w in windows) // multiple) * multiple
-    ids = np.full((len(windows), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(windows), width), dtype=np.int64)
+    ids, mask = pad_ids([w.input_ids for w in windows], pad_id, multiple)
+    width = ids.shape[1]
     context = np.zeros((len(windows), width), dtype=bool)
     for row, w in enumerate(windows):
-        ids[row, : len(w)] = w.input_ids
-        mask[row, : len(w)] = 1
         context[row, : len(w)] = w.context
     batch = {"input_ids": ids, "attention_mask": mask, "context": context}
     if windows[0].token_type_ids is not None:

@@ -361,6 +361,20 @@ class BM25Retriever:
                 out[i, self.indices[lo:hi]] += count * self.data[lo:hi].astype(np.float64)
         return out
 
+    def passage_scores(self, query: str, passages: np.ndarray) -> np.ndarray:
+        """Exact scores of ``query`` for the given passages (float32, in their order)."""
+        passages = np.asarray(passages, dtype=np.int64)
+        rows, counts = self.query_terms(query)
+        out = np.full(len(passages), float(np.dot(self.term_base[rows], counts)),
+                      dtype=np.float32)
+        for row, count in zip(rows, counts):
+            postings = self.indices[self.indptr[row] : self.indptr[row + 1]]
+            at = np.minimum(np.searchsorted(postings, passages), max(len(postings) - 1, 0))
+            found = (postings[at] == passages) if len(postings) else np.zeros(len(passages), bool)
+            values = self.data[self.indptr[row] + at[found]]
+            out[found] += count * values
+        return out
+
     def search_ids(self, queries: list[str], k: int) -> list[RankedIds]:
         """Top ``k`` passages per query among those sharing at least one term with it.
 

@@ -131,20 +131,17 @@ class PhraseTrainTask:
     def _passage_batch(self, items: np.ndarray, device: str) -> tuple[dict, Any]:
         import torch
 
+        from odqa.runtime.batching import pad_ids
+
         chunk = [self.windows[i] for i in items]
-        width = -(-max(len(w.input_ids) for w in chunk) // PAD_MULTIPLE) * PAD_MULTIPLE
-        ids = np.full((len(chunk), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros_like(ids)
+        ids, mask = pad_ids([w.input_ids for w in chunk], self.pad_id, PAD_MULTIPLE)
         text = np.zeros(ids.shape, dtype=bool)
-        types = np.zeros_like(ids)
         for r, w in enumerate(chunk):
-            n = len(w.input_ids)
-            ids[r, :n], mask[r, :n], text[r, :n] = w.input_ids, 1, w.text
-            if w.token_type_ids is not None:
-                types[r, :n] = w.token_type_ids
+            text[r, : len(w.input_ids)] = w.text
         batch = {"input_ids": ids, "attention_mask": mask}
         if chunk[0].token_type_ids is not None:
-            batch["token_type_ids"] = types
+            batch["token_type_ids"] = pad_ids([w.token_type_ids for w in chunk], 0,
+                                              PAD_MULTIPLE)[0]
         return ({k: torch.from_numpy(v).to(device) for k, v in batch.items()},
                 torch.from_numpy(text).to(device))
 
