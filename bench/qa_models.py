@@ -117,7 +117,8 @@ def main() -> None:
             build(index, families, *extra)
             results["open_book"] = odqa("eval", str(OPEN), "--index", str(index), "--mode",
                                         "open-book", "--retriever", "bm25", "--passages", "20",
-                                        "--limit", n, "--latency-sample", "0")
+                                        "--score", "reader", "--limit", n,
+                                        "--latency-sample", "0")
             results["open_book_combined"] = odqa(
                 "eval", str(OPEN), "--index", str(index), "--mode", "open-book", "--retriever",
                 "bm25", "--passages", "20", "--score", "combined", "--limit", n,
@@ -170,7 +171,7 @@ def print_summary(results: dict) -> None:
               f"  F1 {_pct(s['metrics']['f1'])}  {s['latency']['questions_per_s']:.1f} q/s")
     if "open_book" in results:
         ob = system(results["open_book"])
-        print(f"open-book bm25@20 + reader  EM@1 {_pct(ob['metrics'].get('em'))}  "
+        print(f"bm25@20 + reader, --score reader EM@1 {_pct(ob['metrics'].get('em'))}  "
               f"F1@1 {_pct(ob['metrics'].get('f1'))}  {ob['latency']['questions_per_s']:.2f} q/s")
         if "open_book_combined" in results:
             oc = system(results["open_book_combined"])

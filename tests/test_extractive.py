@@ -107,7 +107,7 @@ def test_peaked_span_is_exact(peaked_qa, passage, windows_before):
     reader = ExtractiveReader(peaked_qa, params)
     (spans,) = reader.read(["what city ?"], [[passage]])[0]
     assert (int(spans.starts[0]), int(spans.ends[0])) == (start, end)
-    answers = rank_answers(hits_for([passage]), [spans], top=1)
+    answers = rank_answers(hits_for([passage]), [spans], top=1, score="reader")
     assert answers[0].text == passage[start:end]
     assert answers[0].context[answers[0].start : answers[0].end] == answers[0].text
     _, tokenizer = load_qa_model(peaked_qa, "cpu")
@@ -182,7 +182,7 @@ def test_agrees_with_per_window_reference(random_qa):
         for (score, chars), got in zip(refs, spans):
             assert (int(got.starts[0]), int(got.ends[0])) == chars
             assert float(got.scores[0]) == pytest.approx(score, abs=1e-4)
-        top = rank_answers(hits_for(texts), spans, top=1)[0]
+        top = rank_answers(hits_for(texts), spans, top=1, score="reader")[0]
         best_score, (s, e) = max(refs, key=lambda r: r[0])
         assert top.text == texts[int(np.argmax([r[0] for r in refs]))][s:e]
         assert top.score == pytest.approx(best_score, abs=1e-4)
@@ -238,7 +238,7 @@ def test_best_passage_wins_across_passages(peaked_qa):
         "",
     ]
     (spans,) = ExtractiveReader(peaked_qa, small()).read(["what city ?"], [passages])
-    answers = rank_answers(hits_for(passages), spans, top=3)
+    answers = rank_answers(hits_for(passages), spans, top=3, score="reader")
     assert answers[0].passage_id == "p2"
     assert answers[0].text == "paris , north of france"
     assert answers[0].confidence > 0.99
@@ -272,7 +272,7 @@ def candidate_spans():
 
 def test_ranking_merges_duplicates_and_orders_globally():
     spans = candidate_spans()
-    answers = rank_answers(hits_for(TEXTS), spans, top=10)
+    answers = rank_answers(hits_for(TEXTS), spans, top=10, score="reader")
     assert [a.text for a in answers] == ["eiffel tower", "1889", "France", "Paris"]
     assert [a.rank for a in answers] == [1, 2, 3, 4]
     tower = answers[0]
@@ -286,7 +286,8 @@ def test_ranking_merges_duplicates_and_orders_globally():
     assert all(0.0 <= a.confidence <= 1.0 for a in answers)
     assert sum(a.confidence for a in answers) <= 1.0
     assert len({normalize_answer(a.text) for a in answers}) == len(answers)
-    assert [a.text for a in rank_answers(hits_for(TEXTS), spans, top=2)] == ["eiffel tower", "1889"]
+    two = rank_answers(hits_for(TEXTS), spans, top=2, score="reader")
+    assert [a.text for a in two] == ["eiffel tower", "1889"]
 
 
 def test_combined_score_uses_scaled_retriever_scores():
@@ -305,7 +306,7 @@ def test_combined_score_uses_scaled_retriever_scores():
 def test_ranking_ties_are_deterministic():
     text = "alpha beta gamma"
     spans = [spans_of(text, [("gamma", 1.0), ("alpha", 1.0), ("beta", 1.0)])]
-    answers = rank_answers(hits_for([text]), spans, top=3)
+    answers = rank_answers(hits_for([text]), spans, top=3, score="reader")
     assert [a.text for a in answers] == ["alpha", "beta", "gamma"]
 
 

@@ -101,7 +101,12 @@ def test_batch_mode_equals_one_by_one(index, reader):
 
 
 def test_combined_score_changes_only_scores_by_the_retriever_bonus(index, reader):
-    (plain,) = answer_open_book(index, QUESTIONS[:1], passages=5, top=50, reader=reader, **small())
+    (plain,) = answer_open_book(
+        index, QUESTIONS[:1], passages=5, top=50, reader=reader, score="reader", **small()
+    )
+    (default,) = answer_open_book(
+        index, QUESTIONS[:1], passages=5, top=50, reader=reader, retriever_weight=3.0, **small()
+    )
     (mixed,) = answer_open_book(
         index,
         QUESTIONS[:1],
@@ -121,6 +126,7 @@ def test_combined_score_changes_only_scores_by_the_retriever_bonus(index, reader
     for a in shared:
         expected = plain_by[(a.passage_id, a.start, a.end)] + bonus[a.passage_id]
         assert a.score == pytest.approx(expected, abs=1e-4)
+    assert [a.score for a in default.answers] == [a.score for a in mixed.answers]  # the default
 
 
 @pytest.mark.usefixtures("unavailable_default_reader")

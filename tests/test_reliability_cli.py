@@ -232,7 +232,7 @@ def test_tuned_hybrid_search_still_works(hybrid_index: Path) -> None:
     [
         (["--num-beams", "4"], "--num-beams"),
         (["--prefix", "q: "], "--prefix"),
-        (["--retriever-weight", "0.5"], "--retriever-weight"),
+        (["--score", "reader", "--retriever-weight", "0.5"], "--retriever-weight"),
         (["--mode", "closed-book", "--passages", "5"], "--passages"),
         (["--reader-kind", "generative", "--max-seq-length", "64"], "--max-seq-length"),
     ],

@@ -13,7 +13,7 @@ from typing import Any
 
 from odqa.errors import ModelNotAvailableError, OdqaError
 from odqa.readers.extractive import DEFAULT_READER, ExtractiveReader, ReaderParams
-from odqa.readers.ranking import SCORE_MODES, rank_answers
+from odqa.readers.ranking import DEFAULT_SCORE, SCORE_MODES, rank_answers
 from odqa.readers.sentence import Scorer, bm25_scorer, cosine_scorer, rank_sentences
 from odqa.text import Analyzer
 from odqa.types import Hit, Passage, Query, QuestionAnswers
@@ -76,7 +76,7 @@ def read_hits(
     if unknown:
         valid = ", ".join((*ReaderParams.names(), *RANKING_OPTIONS, "retriever_options"))
         raise OdqaError(f"unknown reader option(s) {', '.join(unknown)}: valid ones are {valid}")
-    if ranking.get("score", "reader") not in SCORE_MODES:
+    if ranking.get("score", DEFAULT_SCORE) not in SCORE_MODES:
         raise OdqaError(
             f"unknown --score '{ranking['score']}': choose one of {', '.join(SCORE_MODES)}"
         )

@@ -37,7 +37,7 @@ class AskSettings:
     max_seq_length: int = 384
     doc_stride: int = 128
     max_answer_length: int | None = None
-    score: str = "reader"
+    score: str = "combined"
     retriever_weight: float = 1.0
     no_answer_threshold: float | None = None
     phrase_sparse_weight: float | None = None

@@ -25,7 +25,8 @@ MaxSeqLengthOption = _option(int, "Tokens per reader window.", min=8)
 DocStrideOption = _option(int, "Tokens shared by windows.", min=0)
 MaxAnswerLengthOption = _option(int | None, "Longest answer in tokens (default: 30, phrase "
                                 "mode 10).", min=1)
-ScoreOption = _option(ScoreMode, "Rank by reader score, or combined with the retriever's.")
+ScoreOption = _option(ScoreMode, "Rank by reader + scaled retriever score (combined), or by "
+                      "reader score alone.")
 RetrieverWeightOption = _option(float, "Weight of the [0, 1]-scaled retriever score (--score "
                                 "combined).")
 NoAnswerThresholdOption = _option(float | None, "SQuAD 2.0 readers: keep spans beating the "

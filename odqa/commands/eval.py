@@ -116,7 +116,7 @@ def eval_command(
     max_seq_length: opts.MaxSeqLengthOption = 384,
     doc_stride: opts.DocStrideOption = 128,
     max_answer_length: opts.MaxAnswerLengthOption = None,
-    score: opts.ScoreOption = ScoreMode.reader,
+    score: opts.ScoreOption = ScoreMode.combined,
     retriever_weight: opts.RetrieverWeightOption = 1.0,
     no_answer_threshold: opts.NoAnswerThresholdOption = None,
     phrase_sparse_weight: opts.PhraseSparseWeightOption = None,

@@ -1,8 +1,9 @@
 """Ranking a question's candidate spans across its retrieved passages into final answers.
 
-* Score: the reader score (start + end logit), or with ``score="combined"`` the reader score plus
+* Score: by default (``score="combined"``) the reader score (start + end logit) plus
   ``retriever_weight`` times the passage's retriever score min-max scaled to [0, 1] over the
-  question's passages (so BM25, cosine and fusion scores mix the same way).
+  question's passages (so BM25, cosine and fusion scores mix the same way); ``score="reader"``
+  ranks by the reader score alone.
 * Confidence: a softmax over the scores of every candidate span of the question (each distinct
   span of each passage, ``n_best`` per window); an answer's confidence is the probability mass of
   all the spans merged into it, so it lies in [0, 1] and the answers of a question sum to <= 1.
@@ -22,6 +23,9 @@ from odqa.text import normalize_answer
 from odqa.types import Answer, Hit
 
 SCORE_MODES = ("reader", "combined")
+DEFAULT_SCORE = "combined"
+"""Reader score + the [0, 1]-scaled retriever score: on 300 held-out SQuAD train questions
+(BM25 top-20 over 1,694 train paragraphs) EM@1 45.67 against 36.67 by reader score alone."""
 
 
 def scaled_retriever_scores(hits: list[Hit]) -> np.ndarray:
@@ -38,7 +42,7 @@ def rank_answers(
     spans: list[PassageSpans],
     *,
     top: int = 5,
-    score: str = "reader",
+    score: str = DEFAULT_SCORE,
     retriever_weight: float = 1.0,
     no_answer_threshold: float | None = None,
 ) -> list[Answer]:
