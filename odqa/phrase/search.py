@@ -11,7 +11,7 @@ import numpy as np
 
 from odqa.errors import OdqaError
 from odqa.phrase.index import PhraseIndex
-from odqa.phrase.sparse import SparseScoring, rescore
+from odqa.phrase.sparse import SparseScoring, bm25_top, rescore
 from odqa.types import RankedIds
 
 DEFAULT_MAX_ANSWER_LENGTH = 10
@@ -75,7 +75,8 @@ class PhraseRetriever:
         found = self.index.spans(qs, qe, candidates=candidates,
                                  max_answer_length=self.max_answer_length, top=top)
         if sparse is not None:
-            found = [rescore(self.index, sparse, question, rows, qs[i], qe[i],
+            tops = bm25_top(sparse, list(questions))
+            found = [rescore(self.index, sparse, question, rows, tops[i], qs[i], qe[i],
                              max_answer_length=self.max_answer_length, top=top)
                      for i, (question, rows) in enumerate(zip(questions, found))]
         out = []

@@ -51,17 +51,25 @@ def sparse_scoring(index: Any, weight: float | None, passages: int) -> SparseSco
                          DEFAULT_SPARSE_WEIGHT if weight is None else weight, passages)
 
 
+def bm25_top(scoring: SparseScoring, questions: list[str]) -> list[np.ndarray]:
+    """Per question, the BM25 top ``scoring.passages`` passages (one batched search)."""
+    if not scoring.passages:
+        return [np.zeros(0, dtype=np.int64) for _ in questions]
+    return [ids for ids, _ in scoring.bm25.search_ids(questions, scoring.passages)]
+
+
 def rescore(
     phrase_index: Any, scoring: SparseScoring, question: str, dense: np.ndarray,
-    q_start: np.ndarray, q_end: np.ndarray, *, max_answer_length: int, top: int,
+    top_passages: np.ndarray, q_start: np.ndarray, q_end: np.ndarray, *,
+    max_answer_length: int, top: int,
 ) -> np.ndarray:
-    """``dense`` span rows ``(start, end, score)`` and the BM25 top passages' best spans,
-    scored dense + weight x BM25, best first (ties by token rows), at most ``top``."""
+    """``dense`` span rows ``(start, end, score)`` and the best spans of ``top_passages``
+    (:func:`bm25_top`), scored dense + weight x BM25, best first (ties by token rows), at most
+    ``top``."""
     pool = [dense]
-    if scoring.passages:
-        (ids, _), = scoring.bm25.search_ids([question], scoring.passages)
+    if len(top_passages):
         pool.append(phrase_index.passage_spans(
-            ids, q_start, q_end, max_answer_length=max_answer_length,
+            top_passages, q_start, q_end, max_answer_length=max_answer_length,
             top=SPANS_PER_SPARSE_PASSAGE))
     rows = np.concatenate(pool)
     if not len(rows):

@@ -369,10 +369,11 @@ class BM25Retriever:
                       dtype=np.float32)
         for row, count in zip(rows, counts):
             postings = self.indices[self.indptr[row] : self.indptr[row + 1]]
-            at = np.minimum(np.searchsorted(postings, passages), max(len(postings) - 1, 0))
-            found = (postings[at] == passages) if len(postings) else np.zeros(len(passages), bool)
-            values = self.data[self.indptr[row] + at[found]]
-            out[found] += count * values
+            if not len(postings):
+                continue
+            at = np.minimum(np.searchsorted(postings, passages), len(postings) - 1)
+            found = postings[at] == passages
+            out[found] += count * self.data[self.indptr[row] + at[found]]
         return out
 
     def search_ids(self, queries: list[str], k: int) -> list[RankedIds]:

@@ -45,8 +45,7 @@ def pad_ids(
     rounded up to ``multiple`` (few distinct shapes keep compiled kernels reused)."""
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     width = -(-int(lengths.max(initial=1)) // multiple) * multiple
-    mask = np.arange(width)[None, :] < lengths[:, None]
-    input_ids = np.full(mask.shape, pad_id, dtype=np.int64)
-    input_ids[mask] = np.fromiter((t for x in ids for t in x), dtype=np.int64,
-                                  count=int(mask.sum()))
-    return input_ids, mask.astype(np.int64)
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    for row, x in enumerate(ids):
+        input_ids[row, : len(x)] = x
+    return input_ids, (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
