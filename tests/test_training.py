@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from odqa.cli import app
 from odqa.errors import InputError, OdqaError
+from odqa.readers.windows import pad_batch
 from odqa.training.data import QAExample, load_qa_examples
 from odqa.training.loop import LoopConfig, epoch_batches, learning_rate, steps_per_epoch, train
 from odqa.training.output import check_output
@@ -54,13 +55,14 @@ def train_file(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("train") / "train.jsonl")
 
 
-def make_task(base: Path, train_file: Path, **params) -> ReaderTrainTask:
+def make_task(base: Path, train_file: Path, extra_negatives=None, **params) -> ReaderTrainTask:
     from transformers import AutoTokenizer
 
     examples, _ = load_qa_examples([train_file])
     settings = {"base": str(base), "max_seq_length": 64, "doc_stride": 16, **params}
     return ReaderTrainTask(examples, ReaderTrainParams(**settings),
-                           AutoTokenizer.from_pretrained(str(base)), progress=False)
+                           AutoTokenizer.from_pretrained(str(base)),
+                           negatives=extra_negatives, progress=False)
 
 
 def config(**overrides) -> LoopConfig:
@@ -270,12 +272,12 @@ def squad_json(path: Path) -> Path:
 
 def test_dense_hard_negatives_never_hold_the_answer(tmp_path):
     from odqa.evaluate import has_answer
-    from odqa.training.dense import hard_negatives
+    from odqa.training.negatives import bm25_negatives
 
     examples, _ = load_qa_examples([squad_json(tmp_path / "train.json")])
     paragraphs = list(dict.fromkeys((e.title, e.context) for e in examples))
     positive = np.array([paragraphs.index((e.title, e.context)) for e in examples])
-    found = hard_negatives(examples, paragraphs, positive, 5, tmp_path / "scratch")
+    found = bm25_negatives(examples, paragraphs, positive, 5, tmp_path / "scratch")[:, 0]
     assert (found >= 0).sum() >= len(examples) // 2
     for e, n, p in zip(examples, found, positive):
         if n >= 0:
@@ -303,3 +305,88 @@ def test_cli_trains_a_dense_encoder_that_odqa_indexes_with(tiny_base, tmp_path):
     assert built.exit_code == 0, built.output
     hits = load_index(str(index_out)).search([FACTS[0][1]], k=3, retriever="dense")[0]
     assert len(hits) == 3
+
+
+def test_reader_groups_read_gold_and_negative_windows_with_shared_normalisation(
+    tiny_base, train_file
+):
+    import torch
+
+    plain = make_task(tiny_base, train_file)
+    negatives = [[FACTS[(i + 1) % len(FACTS)][0], FACTS[(i + 2) % len(FACTS)][0]]
+                 for i in range(len(plain.windows))]
+    task = make_task(tiny_base, train_file, negatives=2, extra_negatives=negatives)
+    assert task.groups is not None and len(task.groups) == plain.n_examples
+    assert all(len(g) == 3 for g in task.groups) and task.dropped_groups == 0
+    cls = np.array([w.cls for w in task.windows])
+    for group, target in zip(task.groups, task.group_targets):
+        assert target == group[0]  # the gold paragraph is read first and holds the answer
+        assert (task.labels[group[1:], 0] == cls[group[1:]]).all()  # negatives: no label
+    lengths = task.item_lengths()
+    assert (lengths == [3 * max(len(task.windows[r]) for r in g) for g in task.groups]).all()
+    # Shared normalisation over one window is plain cross-entropy over its passage tokens.
+    model = task.build_model().eval()
+    solo = make_task(tiny_base, train_file, negatives=1, extra_negatives=[[]] * 16)
+    with torch.no_grad():
+        shared = float(solo.loss(model, np.array([0]), "cpu", False))
+        batch = {k: torch.from_numpy(v)
+                 for k, v in pad_batch([solo.windows[0]], solo.pad_id).items()}
+        context = batch.pop("context")
+        out = model(**batch)
+        start, end = solo.labels[0]
+        expect = 0.0
+        for logits, label in ((out.start_logits, start), (out.end_logits, end)):
+            row = logits[0][context[0]]
+            expect += float(torch.logsumexp(row, 0) - logits[0, label]) / 2
+    assert shared == pytest.approx(expect, rel=1e-5)
+    torch.manual_seed(7)
+    before = held_out_group_loss(task.build_model(), task)
+    trained, _ = train(task, config(epochs=12), Path(str(tiny_base) + "-g"), progress=False)
+    assert held_out_group_loss(trained, task) < 0.6 * before
+
+
+def held_out_group_loss(model, task) -> float:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return float(task.loss(model, np.arange(len(task.groups)), "cpu", False))
+
+
+def test_sample_start_gives_disjoint_samples():
+    from odqa.training.run_reader import sample_examples
+
+    examples = [QAExample(str(i), "q", "c", 0, "c") for i in range(100)]
+    first = {e.id for e in sample_examples(examples, 30, 5)}
+    second = {e.id for e in sample_examples(examples, 30, 5, start=30)}
+    assert len(first) == len(second) == 30 and not first & second
+    assert len(sample_examples(examples, None, 5, start=90)) == 10
+
+
+def test_cli_continues_a_reader_with_bm25_negatives(tiny_base, tmp_path):
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    from odqa.delta import load_delta
+
+    train_json = squad_json(tmp_path / "train.json")
+    common = ["--base", tiny_base, "--batch-size", "4", "--max-seq-length", "64",
+              "--precision", "fp32", "--device", "cpu", "--save", "delta"]
+    first = tmp_path / "first"
+    assert run_cli("train", "reader", train_json, "--out", first, "--epochs", "2",
+                   *common).exit_code == 0
+    second = tmp_path / "second"
+    result = run_cli("train", "reader", train_json, "--out", second, "--init", first,
+                     "--negatives", "2", "--bm25-depth", "5", "--epochs", "1", "--lr", "1e-9",
+                     *common)
+    assert result.exit_code == 0, result.output
+    record = json.loads((second / "odqa_training.json").read_text())
+    assert record["params"]["init"] == str(first) and record["params"]["negatives"] == 2
+    assert record["negative_passages"] > 0 and record["questions_without_answer_window"] == 0
+    # A tiny learning rate barely moves the weights: training started from --init, not --base.
+    a = load_delta(AutoModelForQuestionAnswering, first).state_dict()
+    b = load_delta(AutoModelForQuestionAnswering, second).state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)
+    bad = run_cli("train", "reader", train_json, "--out", tmp_path / "x", "--negatives", "3",
+                  "--bm25-depth", "2", *common)
+    assert bad.exit_code == 1 and "--bm25-depth" in bad.output

@@ -105,6 +105,21 @@ def reader_command(
         list[str] | None,
         typer.Option(help="Skip questions whose offset_source is this (repeatable)."),
     ] = None,
+    sample_start: Annotated[
+        int, typer.Option(min=0, help="Skip this many questions of the seeded sample order "
+                                      "(a later run trains on new ones).")
+    ] = 0,
+    negatives: Annotated[
+        int, typer.Option(min=0, help="BM25 negative paragraphs per question, read with "
+                                      "shared normalisation (0: gold paragraphs only).")
+    ] = 0,
+    bm25_depth: Annotated[
+        int, typer.Option(min=1, help="BM25 results searched for negatives.")
+    ] = 20,
+    init: Annotated[
+        str | None, typer.Option(help="Reader to start from (its --base's architecture); "
+                                      "default: --base with a new span head.")
+    ] = None,
     save: Annotated[
         SaveMode, typer.Option(help="full: HF folder; delta: only what differs from --base, "
                                     "fp16 (small).")
@@ -132,11 +147,13 @@ def reader_command(
         )
         params = ReaderTrainParams(
             base=base, max_seq_length=max_seq_length, doc_stride=doc_stride,
-            freeze_embeddings=freeze_embeddings,
+            freeze_embeddings=freeze_embeddings, negatives=negatives, bm25_depth=bm25_depth,
+            init=init,
         )
         checkpoint = checkpoint_dir or out.with_name(out.name + ".train-state")
         record = train_reader(
             train_files, out, params, config, max_examples=max_examples,
+            sample_start=sample_start,
             drop_offset_sources=tuple(drop_offset_source or ()), checkpoint_dir=checkpoint,
             resume=resume, force=force,
             time_limit=None if time_limit is None else time_limit * 60,

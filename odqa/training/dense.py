@@ -46,43 +46,6 @@ def passage_input(title: str, text: str) -> str:
     return f"{title}. {text}" if title else text
 
 
-def hard_negatives(
-    examples: list[QAExample], paragraphs: list[tuple[str, str]], positive: np.ndarray,
-    depth: int, scratch: Path,
-) -> np.ndarray:
-    """Per example, the best BM25-ranked paragraph (of ``paragraphs``, as (title, text)) that is
-    not its own and holds none of its answers; -1 where the top ``depth`` have none."""
-    import json
-
-    from odqa import load_index
-    from odqa.corpus import CorpusOptions
-    from odqa.evaluate import has_answer
-    from odqa.index.build import BuildOptions, build_index
-
-    corpus = scratch / "paragraphs.jsonl"
-    scratch.mkdir(parents=True, exist_ok=True)
-    with corpus.open("w", encoding="utf-8") as handle:
-        for i, (title, text) in enumerate(paragraphs):
-            handle.write(json.dumps({"id": str(i), "title": title, "text": text}) + "\n")
-    out = scratch / "bm25"
-    if not (out / "manifest.json").is_file():
-        build_index([corpus], out, BuildOptions(corpus=CorpusOptions(passage_words=0)))
-    index = load_index(str(out))
-    found = np.full(len(examples), -1, dtype=np.int64)
-    step = 1024
-    for begin in range(0, len(examples), step):
-        chunk = examples[begin : begin + step]
-        for row, (e, hits) in enumerate(zip(chunk, index.search([e.question for e in chunk],
-                                                                  depth, "bm25"))):
-            own = positive[begin + row]
-            for hit in hits:
-                candidate = int(hit.id)
-                if candidate != own and not has_answer(e.answers or (e.answer_text,), hit.text):
-                    found[begin + row] = candidate
-                    break
-    return found
-
-
 class DenseTrainTask:
     """Question / gold paragraph pairs (with hard negatives) for contrastive training."""
 

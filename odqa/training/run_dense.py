@@ -15,10 +15,10 @@ from odqa.training.data import file_sha256, load_qa_examples
 from odqa.training.dense import (
     DenseTrainParams,
     DenseTrainTask,
-    hard_negatives,
     save_sentence_transformers,
 )
 from odqa.training.loop import LoopConfig, train
+from odqa.training.negatives import bm25_negatives, paragraph_table
 from odqa.training.output import (
     RECORD,
     check_output,
@@ -61,16 +61,13 @@ def train_dense(
         raise OdqaError("--base: DPR pairs have two encoders; train from a single encoder")
     examples, _ = load_qa_examples(train_files)
     # Every training paragraph is a candidate hard negative, also those of unsampled questions.
-    paragraph_ids: dict[tuple[str, str], int] = {}
-    for e in examples:
-        paragraph_ids.setdefault((e.title, e.context), len(paragraph_ids))
-    paragraphs = list(paragraph_ids)
+    paragraphs, paragraph_ids = paragraph_table(examples)
     examples = sample_examples(examples, max_examples, config.seed)
     positive = np.array([paragraph_ids[(e.title, e.context)] for e in examples], dtype=np.int64)
     negatives = None
     if params.hard_negatives:
-        negatives = hard_negatives(examples, paragraphs, positive, params.bm25_depth,
-                                   checkpoint_dir.with_name(checkpoint_dir.name + "-bm25"))
+        negatives = bm25_negatives(examples, paragraphs, positive, params.bm25_depth,
+                                   checkpoint_dir.with_name(checkpoint_dir.name + "-bm25"))[:, 0]
     with quiet_transformers():
         tokenizer = load_pretrained(AutoTokenizer.from_pretrained, spec.path, "base", "--base")
     task = DenseTrainTask(examples, params, spec, tokenizer, negatives=negatives,

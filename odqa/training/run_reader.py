@@ -12,6 +12,7 @@ import numpy as np
 from odqa.errors import OdqaError
 from odqa.training.data import QAExample, file_sha256, load_qa_examples
 from odqa.training.loop import LoopConfig, train
+from odqa.training.negatives import bm25_negatives, paragraph_table
 from odqa.training.output import (
     RECORD,
     check_output,
@@ -25,12 +26,19 @@ from odqa.training.reader import ReaderTrainParams, ReaderTrainTask
 SAVE_MODES = ("full", "delta")
 
 
-def sample_examples(examples: list[QAExample], limit: int | None, seed: int) -> list[QAExample]:
-    """A seeded random ``limit`` of the examples (all when None), kept in file order."""
-    if limit is None or limit >= len(examples):
+def sample_examples(
+    examples: list[QAExample], limit: int | None, seed: int, start: int = 0
+) -> list[QAExample]:
+    """A seeded random ``limit`` of the examples (all when None), kept in file order.
+
+    ``start`` skips the first ``start`` of the seeded order, so runs with the same seed and
+    increasing starts train on disjoint samples (a continued model sees new questions).
+    """
+    if start == 0 and (limit is None or limit >= len(examples)):
         return examples
-    keep = np.sort(np.random.default_rng(seed).permutation(len(examples))[:limit])
-    return [examples[i] for i in keep]
+    order = np.random.default_rng(seed).permutation(len(examples))
+    end = None if limit is None else start + limit
+    return [examples[i] for i in np.sort(order[start:end])]
 
 
 def check_save_mode(save: str, freeze_embeddings: bool) -> None:
@@ -58,6 +66,7 @@ def train_reader(
     config: LoopConfig,
     *,
     max_examples: int | None = None,
+    sample_start: int = 0,
     drop_offset_sources: tuple[str, ...] = (),
     checkpoint_dir: Path | None = None,
     resume: bool = False,
@@ -82,9 +91,19 @@ def train_reader(
         eval_examples, _ = load_qa_examples([eval_file])
         eval_examples = eval_examples[:eval_limit] if eval_limit else eval_examples
     examples, dropped = load_qa_examples(train_files, drop_offset_sources=drop_offset_sources)
-    examples = sample_examples(examples, max_examples, config.seed)
+    paragraphs, paragraph_ids = paragraph_table(examples)
+    examples = sample_examples(examples, max_examples, config.seed, sample_start)
+    if not examples:
+        raise OdqaError(f"--sample-start {sample_start} leaves no training questions")
+    negatives = None
+    if params.negatives:
+        positive = np.array([paragraph_ids[(e.title, e.context)] for e in examples])
+        found = bm25_negatives(examples, paragraphs, positive, params.bm25_depth,
+                               checkpoint_dir.with_name(checkpoint_dir.name + "-bm25"),
+                               count=params.negatives)
+        negatives = [[paragraphs[j][1] for j in row if j >= 0] for row in found]
     tokenizer = load_base_tokenizer(params.base)
-    task = ReaderTrainTask(examples, params, tokenizer, progress=progress)
+    task = ReaderTrainTask(examples, params, tokenizer, negatives=negatives, progress=progress)
     model, result = train(
         task, config, checkpoint_dir, resume=resume, time_limit=time_limit,
         stop_after_steps=stop_after_steps, progress=progress, description="train reader",
@@ -96,9 +115,12 @@ def train_reader(
         "dropped_offset_sources": {"sources": list(drop_offset_sources), "questions": dropped},
         "windows": len(task.windows),
         "answerable_windows": round(task.answerable_share(), 4),
+        "negative_passages": None if negatives is None else sum(map(len, negatives)),
+        "questions_without_answer_window": None if negatives is None else task.dropped_groups,
         "params": asdict(params),
         "loop": asdict(config),
         "max_examples": max_examples,
+        "sample_start": sample_start,
         "save": save,
         **run_fields(result),
     }
