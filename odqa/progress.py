@@ -1,6 +1,11 @@
-"""Rich progress bars on stderr, with a throughput column."""
+"""Rich progress bars on stderr, with a throughput column, and plain status lines where stderr
+is a log file or a pipe (rich draws nothing there until the work ends)."""
 
 from __future__ import annotations
+
+import datetime
+import threading
+from typing import Any
 
 from rich.progress import (
     BarColumn,
@@ -45,9 +50,66 @@ class CountColumn(MofNCompleteColumn):
         return super().render(task)
 
 
+LOG_SECONDS = 60.0
+"""Seconds between the plain status lines written when stderr is not a terminal."""
+
+
+def _clock(seconds: float | None) -> str:
+    return "-" if seconds is None else str(datetime.timedelta(seconds=int(seconds)))
+
+
+def status_line(task: Task) -> str:
+    """One plain line for a task: description, count, share, its fields, elapsed, remaining."""
+    done = f"{task.completed:,.0f}" + (f"/{task.total:,.0f} ({task.percentage:.0f}%)"
+                                       if task.total else "")
+    fields = " ".join(f"{k} {v}" for k, v in task.fields.items() if k != "unit")
+    speed = task.speed
+    rate = f"{speed:,.1f} {task.fields.get('unit', 'items')}/s" if speed else ""
+    parts = [f"{task.description}: {done}", fields, rate,
+             f"elapsed {_clock(task.elapsed)}", f"remaining {_clock(task.time_remaining)}"]
+    return ", ".join(p for p in parts if p)
+
+
+class LoggedProgress(Progress):
+    """A rich :class:`Progress` that, on a console that is not a terminal, also writes
+    :func:`status_line` for every running task every ``log_seconds``, so long jobs whose
+    stderr goes to a log show how far they are."""
+
+    def __init__(self, *columns: Any, log_seconds: float = LOG_SECONDS, **kwargs: Any) -> None:
+        super().__init__(*columns, **kwargs)
+        self.log_seconds = log_seconds
+        self._stop_logging = threading.Event()
+        self._logger: threading.Thread | None = None
+
+    def start(self) -> None:
+        super().start()
+        if not self.disable and not self.console.is_terminal and self._logger is None:
+            self._stop_logging.clear()
+            self._logger = threading.Thread(target=self._log_until_stopped, daemon=True)
+            self._logger.start()
+
+    def stop(self) -> None:
+        if self._logger is not None:
+            self._stop_logging.set()
+            self._logger.join()
+            self._logger = None
+        super().stop()
+
+    def _log_until_stopped(self) -> None:
+        while not self._stop_logging.wait(self.log_seconds):
+            self.log_status()
+
+    def log_status(self) -> None:
+        """Write the status line of every started, unfinished task."""
+        for task in self.tasks:
+            if task.started and not task.finished:
+                self.console.file.write(status_line(task) + "\n")
+        self.console.file.flush()
+
+
 def make_progress(enabled: bool = True) -> Progress:
     """A progress display for long work: bar, count, rate, elapsed and remaining time."""
-    return Progress(
+    return LoggedProgress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         BarColumn(),

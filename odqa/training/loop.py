@@ -363,20 +363,20 @@ def _progress(enabled: bool, description: str, total: int, state: LoopState):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
     from odqa.consoles import stderr_console
+    from odqa.progress import LoggedProgress
 
-    bar = Progress(
+    bar = LoggedProgress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("steps"),
-        TextColumn("[cyan]{task.fields[rate]} ex/s"),
+        TextColumn("[cyan]{task.fields[rate]}"),
         TextColumn("loss {task.fields[loss]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
@@ -385,11 +385,12 @@ def _progress(enabled: bool, description: str, total: int, state: LoopState):
     )
     first_items, started = state.items, time.monotonic()
     with bar:
-        task_id = bar.add_task(description, total=total, completed=state.step, rate="-", loss="-")
+        task_id = bar.add_task(description, total=total, completed=state.step,
+                               rate="- ex/s", loss="-", unit="steps")
 
         def update(s: LoopState) -> None:
             elapsed = time.monotonic() - started
             rate = (s.items - first_items) / elapsed if elapsed > 0 else 0.0
-            bar.update(task_id, completed=s.step, rate=f"{rate:,.1f}", loss=f"{s.loss:.3f}")
+            bar.update(task_id, completed=s.step, rate=f"{rate:,.1f} ex/s", loss=f"{s.loss:.3f}")
 
         yield update
