@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from odqa import load_index
 from odqa.cli import app
-from odqa.corpus import CorpusOptions
 from odqa.index.build import BuildOptions, build_index
 from odqa.index.passages import PassageStore
+from odqa.io.corpus import CorpusOptions
 from odqa.lazy_hits import StoredHit, parse_head
 from odqa.types import Hit
 

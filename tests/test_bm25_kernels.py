@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from odqa import load_index
-from odqa.corpus import CorpusOptions
 from odqa.errors import IndexLoadError, OdqaError
 from odqa.index.build import BuildOptions, build_index
+from odqa.io.corpus import CorpusOptions
 from odqa.retrieval import bm25_bounds
 from odqa.retrieval.bm25_formulas import VARIANTS, BM25Params
 from odqa.retrieval.sparse import BM25Retriever

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from odqa.corpus import (
+from odqa.errors import InputError, OdqaError
+from odqa.io.corpus import (
     CorpusFormat,
     CorpusOptions,
     CorpusStats,
@@ -21,7 +22,6 @@ from odqa.corpus import (
     read_documents,
     split_document,
 )
-from odqa.errors import InputError, OdqaError
 from odqa.types import Passage
 
 RECORDS = [
@@ -534,7 +534,7 @@ def test_bad_squad_files(tmp_path: Path) -> None:
 
     not_squad = tmp_path / "other.json"
     not_squad.write_text(json.dumps({"rows": []}))
-    with pytest.raises(InputError, match="no top-level 'data' list"):
+    with pytest.raises(InputError, match="not a SQuAD file: expected an object with a 'data' list"):
         passages([not_squad], format="squad")
 
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from odqa.datasets import (
+from odqa.errors import InputError
+from odqa.io.datasets import (
     EvalQuestion,
     detect_format,
     load_dataset,
     match_predictions,
     read_predictions,
 )
-from odqa.errors import InputError
 
 
 def write(path: Path, text: str, newline: str = "\n") -> Path:
@@ -100,7 +100,7 @@ def test_jsonl_answer_and_answers(tmp_path):
     ("line", "reason"),
     [
         ("{not json", "invalid JSON"),
-        ("[1, 2]", "expected a JSON object"),
+        ("[1, 2]", "each line must be a JSON object"),
         ('{"answer": ["x"]}', "missing 'question'"),
         ('{"question": "q"}', "missing 'answer' or 'answers'"),
         ('{"question": "q", "answer": []}', "non-empty list"),

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from odqa import load_index
 from odqa.cli import app
-from odqa.datasets import load_dataset
 from odqa.evaluate import (
     beir_scores,
     documents_in_rank_order,
@@ -19,6 +18,7 @@ from odqa.evaluate import (
     has_answer,
     qa_scores,
 )
+from odqa.io.datasets import load_dataset
 
 from conftest import SAMPLE_CORPUS, SAMPLE_QUESTIONS
 
@@ -339,8 +339,8 @@ def test_plot_has_one_line_per_retriever(tmp_path):
 @pytest.fixture(scope="module")
 def hybrid_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample corpus with BM25 and a dense index from a tiny random BERT encoder."""
-    from odqa.corpus import CorpusOptions
     from odqa.index.build import BuildOptions, build_index
+    from odqa.io.corpus import CorpusOptions
     from odqa.retrieval.dense_options import DenseOptions
 
     from tiny_models import save_tiny_bert

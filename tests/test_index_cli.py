@@ -12,8 +12,8 @@ from typer.testing import CliRunner, Result
 
 from odqa import load_index
 from odqa.cli import app
-from odqa.corpus import iter_passages
 from odqa.index import build as build_module
+from odqa.io.corpus import iter_passages
 
 TOPICS = {
     "rivers": "The Nile is a long river flowing north through Egypt into the sea.",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from odqa.errors import InputError
-from odqa.queries import read_queries
+from odqa.io.queries import read_queries
 from odqa.types import Query
 
 

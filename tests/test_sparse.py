@@ -11,8 +11,8 @@ import pytest
 from rank_bm25 import BM25L, BM25Okapi, BM25Plus
 
 from odqa import load_index
-from odqa.corpus import CorpusOptions
 from odqa.index.build import BuildOptions, bm25_text, build_index
+from odqa.io.corpus import CorpusOptions
 from odqa.retrieval.bm25_formulas import BM25Params
 from odqa.text import Analyzer
 

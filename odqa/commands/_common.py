@@ -96,7 +96,7 @@ def gather_queries(
     text: str | None, queries_file: str | None, flag: str = "--queries"
 ) -> list[Query]:
     """The query given on the command line, or those of ``flag FILE|-`` (exactly one)."""
-    from odqa.queries import read_queries
+    from odqa.io.queries import read_queries
 
     if text is not None and queries_file is not None:
         raise OdqaError(f"give either a query argument or {flag} FILE, not both")

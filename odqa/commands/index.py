@@ -25,7 +25,7 @@ from odqa.commands._common import (
     fail_on_error,
     reject_unused,
 )
-from odqa.corpus import CorpusFormat
+from odqa.io.corpus import CorpusFormat
 from odqa.models import DEFAULT_DENSE_ENCODER
 from odqa.retrieval.bm25_formulas import DEFAULT_DELTA
 
@@ -279,8 +279,8 @@ def index_command(
     ] = False,
 ) -> None:
     """Build an index (passages + BM25, and dense when asked) from corpus files."""
-    from odqa.corpus import CorpusOptions
     from odqa.index.build import BuildOptions, build_index, directory_size
+    from odqa.io.corpus import CorpusOptions
     from odqa.phrase.index import PhraseOptions
     from odqa.progress import make_progress
     from odqa.retrieval.bm25_formulas import BM25Params

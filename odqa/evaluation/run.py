@@ -50,7 +50,7 @@ def run_evaluation(
     :class:`OdqaError` for unusable combinations.
     """
     from odqa.answering.pipeline import AskSettings
-    from odqa.datasets import load_dataset
+    from odqa.io.datasets import load_dataset
 
     settings = settings or AskSettings()
 
@@ -117,8 +117,8 @@ def _run_reading(dataset: Path, settings: Any, limit: int | None, progress: bool
 
 
 def _score_predictions(data: Any, path: Path) -> tuple[list[SystemResult], list[dict]]:
-    from odqa.datasets import match_predictions, read_predictions
     from odqa.evaluation.qa import score_answers
+    from odqa.io.datasets import match_predictions, read_predictions
 
     answers, unmatched = match_predictions(data.questions, read_predictions(path))
     result, records = score_answers(path.name, data, answers, None, [])

@@ -24,11 +24,11 @@ from typing import Any
 from rich.progress import Progress
 
 from odqa import __version__
-from odqa.corpus import CorpusOptions, CorpusStats, iter_passages
 from odqa.errors import OdqaError
 from odqa.index.families import FAMILIES, get_family
 from odqa.index.manifest import FORMAT, FORMAT_VERSION, MANIFEST, index_entries, is_odqa_index
 from odqa.index.passages import PassageStore, PassageWriter
+from odqa.io.corpus import CorpusOptions, CorpusStats, iter_passages
 from odqa.retrieval.bm25_formulas import BM25Params
 from odqa.text import Analyzer
 from odqa.types import Passage

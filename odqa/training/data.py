@@ -16,13 +16,13 @@ Every record is checked: an answer that is not at its ``answer_start`` in the co
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from odqa.corpus import decoded_lines, open_binary
 from odqa.errors import InputError
+from odqa.io.lines import json_records
+from odqa.io.squad import is_squad_name, load_squad_articles
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,19 +68,13 @@ def load_qa_examples(
         path = Path(path)
         if not path.is_file():
             raise InputError(path, None, "no such training file")
-        records = _squad_records(path) if _is_squad(path) else _jsonl_records(path)
+        records = _squad_records(path) if is_squad_name(path) else _jsonl_records(path)
         for example, source in records:
             if source in drop:
                 dropped += 1
                 continue
             examples.append(example)
     return examples, dropped
-
-
-def _is_squad(path: Path) -> bool:
-    """SQuAD JSON starts with ``{`` and has a top-level ``data`` key; JSON lines do not."""
-    name = path.name.lower().removesuffix(".gz")
-    return name.endswith(".json")
 
 
 def _check(example: QAExample, path: Path, line: int | None) -> QAExample:
@@ -96,14 +90,7 @@ def _check(example: QAExample, path: Path, line: int | None) -> QAExample:
 
 
 def _squad_records(path: Path) -> Iterator[tuple[QAExample, str | None]]:
-    try:
-        with open_binary(path) as handle:
-            data = json.loads(handle.read().decode("utf-8-sig"))
-    except (OSError, EOFError, ValueError) as exc:
-        raise InputError(path, None, f"not a readable SQuAD JSON file: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise InputError(path, None, "SQuAD JSON needs a top-level 'data' list")
-    for article in data["data"]:
+    for article in load_squad_articles(path):
         title = str(article.get("title", ""))
         for paragraph in article.get("paragraphs", []):
             context = paragraph.get("context")
@@ -125,15 +112,7 @@ def _squad_records(path: Path) -> Iterator[tuple[QAExample, str | None]]:
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[QAExample, str | None]]:
-    for line, text in decoded_lines(path):
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-        except ValueError as exc:
-            raise InputError(path, line, f"invalid JSON: {exc}") from None
-        if not isinstance(record, dict):
-            raise InputError(path, line, "expected a JSON object")
+    for line, record, _ in json_records(path):
         answers = record.get("answers")
         if isinstance(answers, dict):  # Hugging Face datasets layout
             texts, starts = answers.get("text") or [], answers.get("answer_start") or []

@@ -34,9 +34,9 @@ def bm25_negatives(
     (title, text)) that are not its own and hold none of its answers, best first; -1 fills a
     row whose top ``depth`` results have fewer. The index is built once into ``scratch``."""
     from odqa import load_index
-    from odqa.corpus import CorpusOptions
     from odqa.evaluate import has_answer
     from odqa.index.build import BuildOptions, build_index
+    from odqa.io.corpus import CorpusOptions
 
     scratch.mkdir(parents=True, exist_ok=True)
     out = scratch / "bm25"

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from odqa.errors import InputError
+from odqa.io.lines import decoded_lines
 from odqa.types import Query
 
 QUESTION_FIELDS = ("question", "query", "text")
@@ -60,12 +61,7 @@ def read_queries(source: str | Path) -> list[Query]:
         path = Path(source)
         if not path.is_file():
             raise InputError(path, None, "no such queries file")
-        try:
-            lines = path.read_text(encoding="utf-8-sig").splitlines()
-        except UnicodeDecodeError as exc:
-            raise InputError(path, None, f"invalid UTF-8 at byte {exc.start}") from None
-        except OSError as exc:
-            raise InputError(path, None, f"cannot read file: {exc.strerror}") from None
+        lines = [text.rstrip("\r\n") for _, text in decoded_lines(path)]
     queries = []
     first_line: dict[str, int] = {}
     for number, line in enumerate(lines, 1):

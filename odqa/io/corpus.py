@@ -7,17 +7,16 @@ reason. Gzip-compressed files (``.gz`` or gzip magic bytes) are read transparent
 from __future__ import annotations
 
 import csv
-import gzip
-import json
 import re
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import BinaryIO
 
 from odqa.errors import InputError, OdqaError
+from odqa.io.beir import beir_corpus_file
+from odqa.io.lines import decoded_lines, json_records, positioned_lines
+from odqa.io.squad import load_squad_articles, sniff_squad
 from odqa.types import Passage
 
 
@@ -73,67 +72,6 @@ class CorpusOptions:
         return self.passage_stride or self.passage_words
 
 
-def open_binary(path: Path) -> BinaryIO:
-    """Open ``path`` for reading bytes, decompressing gzip transparently."""
-    raw = open(path, "rb")  # noqa: SIM115 - returned to the caller
-    magic = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
-    if path.suffix == ".gz" or magic == b"\x1f\x8b":
-        # GzipFile never closes a file object it was given: let it open (and close) its own.
-        raw.close()
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return raw
-
-
-BOM = b"\xef\xbb\xbf"
-READ_ERRORS = (OSError, EOFError, zlib.error)
-"""What reading a (possibly gzip-compressed) file can raise: I/O errors and damaged gzip data."""
-
-
-def read_failure(path: Path, exc: BaseException) -> InputError:
-    """The one-line error for a file that cannot be read (or decompressed)."""
-    if isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
-        reason = str(exc) or "truncated"
-        return InputError(path, None, f"cannot read file: damaged gzip data ({reason})")
-    reason = getattr(exc, "strerror", None) or str(exc)
-    return InputError(path, None, f"cannot read file: {reason}")
-
-
-def read_bytes(path: Path) -> bytes:
-    """The whole (decompressed) content of ``path``, or an InputError."""
-    try:
-        with open_binary(path) as handle:
-            return handle.read()
-    except READ_ERRORS as exc:
-        raise read_failure(path, exc) from None
-
-
-def positioned_lines(path: Path) -> Iterator[tuple[int, str, int]]:
-    """Yield ``(line number, text, bytes of the file read so far)`` of a UTF-8 text file (a
-    leading byte-order mark is dropped), raising InputError on bad bytes or a damaged file.
-    For gzip files the position counts compressed bytes."""
-    try:
-        with open_binary(path) as handle:
-            tell = (getattr(handle, "fileobj", None) or handle).tell
-            for number, raw in enumerate(handle, 1):
-                if number == 1 and raw.startswith(BOM):
-                    raw = raw[len(BOM) :]
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise InputError(
-                        path, number, f"invalid UTF-8 at byte {exc.start}: re-encode the file"
-                    ) from None
-                yield number, text, tell()
-    except READ_ERRORS as exc:
-        raise read_failure(path, exc) from None
-
-
-def decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line number, text)`` of a UTF-8 text file, raising InputError on bad bytes."""
-    for number, text, _ in positioned_lines(path):
-        yield number, text
-
-
 def input_size(path: Path) -> int:
     """Bytes a corpus input will read (what progress is measured against); 0 if unknown."""
     if path.is_file():
@@ -162,12 +100,7 @@ def detect_format(path: Path) -> CorpusFormat:
     if name.endswith((".tsv", ".tab")):
         return CorpusFormat.tsv
     if name.endswith(".json"):
-        try:
-            with open_binary(path) as handle:
-                head = handle.read(4096).removeprefix(BOM).lstrip()
-        except READ_ERRORS as exc:
-            raise read_failure(path, exc) from None
-        if head.startswith(b"{") and b'"data"' in head:
+        if sniff_squad(path):
             return CorpusFormat.squad
         return CorpusFormat.jsonl
     if name.endswith(".txt"):
@@ -204,17 +137,7 @@ def _text_field(record: dict, field: str, path: Path, line: int) -> str:
 
 def read_jsonl(path: Path, options: CorpusOptions) -> Iterator[Document]:
     """JSON lines with id/title/text (field names from ``options``; BEIR's ``_id`` accepted)."""
-    for line, content, position in positioned_lines(path):
-        if not content.strip():
-            continue
-        try:
-            record = json.loads(content)
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                path, line, f"invalid JSON ({exc.msg} at column {exc.colno})"
-            ) from None
-        if not isinstance(record, dict):
-            raise InputError(path, line, "each line must be a JSON object")
+    for line, record, position in json_records(path):
         id_field = options.id_field if options.id_field in record else "_id"
         doc_id = record.get(id_field)
         if doc_id is None or doc_id == "":
@@ -268,20 +191,7 @@ def read_tsv(path: Path, options: CorpusOptions) -> Iterator[Document]:
 
 def read_squad(path: Path, options: CorpusOptions) -> Iterator[Document]:
     """SQuAD JSON: one document per paragraph, id ``title#n``."""
-    raw = read_bytes(path).removeprefix(BOM)
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(path, line, f"invalid UTF-8 at byte {exc.start}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, exc.lineno, f"invalid JSON ({exc.msg})") from None
-    articles = data.get("data") if isinstance(data, dict) else None
-    if not isinstance(articles, list):
-        raise InputError(path, None, "not a SQuAD file: no top-level 'data' list")
-    for article in articles:
-        if not isinstance(article, dict):
-            raise InputError(path, None, "every entry of 'data' must be an object")
+    for article in load_squad_articles(path):
         title = _label_field(article.get("title", ""), "title", path, None)
         for n, paragraph in enumerate(article.get("paragraphs", [])):
             context = paragraph.get("context")
@@ -321,11 +231,7 @@ def read_beir(path: Path, options: CorpusOptions) -> Iterator[Document]:
     """A BEIR folder's ``corpus.jsonl`` (``_id``, ``title``, ``text``)."""
     if not path.is_dir():
         raise InputError(path, None, "--format beir expects a BEIR folder, not a file")
-    corpus = path / "corpus.jsonl"
-    if not corpus.exists():
-        corpus = path / "corpus.jsonl.gz"
-    if not corpus.is_file():
-        raise InputError(path, None, "not a BEIR folder: it has no corpus.jsonl(.gz)")
+    corpus = beir_corpus_file(path)
     beir_options = CorpusOptions(format="jsonl", id_field="_id")
     yield from read_jsonl(corpus, beir_options)
 

@@ -20,7 +20,6 @@ Answers are regular expressions for ``trec-tsv`` and, by default, for files whos
 from __future__ import annotations
 
 import ast
-import csv
 import json
 import re
 from dataclasses import dataclass, field
@@ -28,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from odqa.errors import InputError
+from odqa.io.beir import pick_qrels, read_beir_queries, read_qrels
+from odqa.io.lines import json_records, tsv_rows
+from odqa.io.squad import is_squad_name, load_squad_articles, squad_items
 
 FORMATS = ("squad", "jsonl", "dpr-tsv", "trec-tsv", "beir")
 _ID_KEYS = ("id", "qid", "question_id", "_id")
 _QUESTION_KEYS = ("question", "query", "text")
-_QRELS_PREFERENCE = ("test.tsv", "dev.tsv")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def detect_format(path: Path) -> str:
         return "beir"
     if not path.is_file():
         raise InputError(path, None, "no such file or folder")
-    if path.suffix.lower() == ".json":
+    if is_squad_name(path):
         return "squad"
     with path.open(encoding="utf-8-sig", newline="") as handle:
         first = next((line for line in handle if line.strip()), None)
@@ -114,7 +115,9 @@ def load_dataset(
     elif fmt == "trec-tsv":
         questions = _read_trec_tsv(path)
     else:
-        questions, qrels = _read_beir(path)
+        texts = read_beir_queries(path)
+        qrels = read_qrels(pick_qrels(path))
+        questions = _beir_questions(path, texts, qrels)
     if regex is None:
         regex = fmt == "trec-tsv" or (fmt != "beir" and looks_like_regex_dataset(path))
     if regex:
@@ -142,24 +145,9 @@ def _first_key(record: dict, keys: tuple[str, ...]) -> Any:
     return next((record[k] for k in keys if k in record), None)
 
 
-def _read_json_lines(path: Path):
-    """Yield (line number, object) for each non-blank JSON line."""
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(path, number, f"invalid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise InputError(path, number, "expected a JSON object")
-            yield number, record
-
-
 def _read_jsonl(path: Path) -> list[EvalQuestion]:
     questions = []
-    for number, record in _read_json_lines(path):
+    for number, record, _ in json_records(path):
         question = _first_key(record, _QUESTION_KEYS)
         if not isinstance(question, str) or not question.strip():
             raise InputError(path, number, "missing 'question' (a non-empty string)")
@@ -174,18 +162,11 @@ def _read_jsonl(path: Path) -> list[EvalQuestion]:
 
 
 def _read_squad(path: Path) -> list[EvalQuestion]:
-    try:
-        with path.open(encoding="utf-8-sig") as handle:
-            data = json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise InputError(path, exc.lineno, f"invalid JSON ({exc.msg})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise InputError(path, None, "not a SQuAD file: expected an object with a 'data' list")
     questions = []
-    for a, article in enumerate(data["data"]):
-        for p, paragraph in enumerate(_items(article, "paragraphs", path, f"data[{a}]")):
+    for a, article in enumerate(load_squad_articles(path)):
+        for p, paragraph in enumerate(squad_items(article, "paragraphs", path, f"data[{a}]")):
             where = f"data[{a}].paragraphs[{p}]"
-            for q, qa in enumerate(_items(paragraph, "qas", path, where)):
+            for q, qa in enumerate(squad_items(paragraph, "qas", path, where)):
                 here = f"{where}.qas[{q}]"
                 if not isinstance(qa, dict) or not isinstance(qa.get("question"), str):
                     raise InputError(path, None, f"{here}: missing 'question'")
@@ -200,28 +181,9 @@ def _read_squad(path: Path) -> list[EvalQuestion]:
     return questions
 
 
-def _items(parent: Any, key: str, path: Path, where: str) -> list:
-    value = parent.get(key) if isinstance(parent, dict) else None
-    if not isinstance(value, list):
-        raise InputError(path, None, f"{where}: missing '{key}' list")
-    return value
-
-
-def _tsv_rows(path: Path):
-    """Yield (line number, fields) from a tab-separated file with CSV quoting, LF or CRLF."""
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t")
-        try:
-            for row in reader:
-                if row and any(f.strip() for f in row):
-                    yield reader.line_num, row
-        except csv.Error as exc:
-            raise InputError(path, reader.line_num, f"bad TSV quoting ({exc})") from None
-
-
 def _read_dpr_tsv(path: Path) -> list[EvalQuestion]:
     questions: list[EvalQuestion] = []
-    for number, row in _tsv_rows(path):
+    for number, row in tsv_rows(path):
         if len(row) != 2:
             raise InputError(path, number, f"expected 2 tab-separated fields, found {len(row)}")
         question, literal = row
@@ -255,57 +217,16 @@ def _read_trec_tsv(path: Path) -> list[EvalQuestion]:
     return questions
 
 
-def _read_beir(folder: Path) -> tuple[list[EvalQuestion], dict[str, dict[str, int]]]:
-    queries_path = folder / "queries.jsonl"
-    if not queries_path.is_file():
-        raise InputError(folder, None, "not a BEIR folder: queries.jsonl is missing")
-    qrels = _read_qrels(_pick_qrels(folder))
-    texts: dict[str, str] = {}
-    for number, record in _read_json_lines(queries_path):
-        qid, text = record.get("_id"), record.get("text")
-        if qid is None or not isinstance(text, str):
-            raise InputError(queries_path, number, "a BEIR query needs '_id' and 'text'")
-        texts[str(qid)] = text
+def _beir_questions(
+    folder: Path, texts: dict[str, str], qrels: dict[str, dict[str, int]]
+) -> list[EvalQuestion]:
+    """The judged queries, in file order; qrels naming an unknown query are an error."""
     missing = [q for q in qrels if q not in texts]
     if missing:
         raise InputError(
             folder, None, f"qrels name {len(missing)} unknown query ids, e.g. '{missing[0]}'"
         )
-    questions = [EvalQuestion(q, t) for q, t in texts.items() if q in qrels]
-    return questions, qrels
-
-
-def _pick_qrels(folder: Path) -> Path:
-    qrels_dir = folder / "qrels"
-    files = sorted(qrels_dir.glob("*.tsv")) if qrels_dir.is_dir() else []
-    for name in _QRELS_PREFERENCE:
-        if (qrels_dir / name).is_file():
-            return qrels_dir / name
-    if len(files) == 1:
-        return files[0]
-    if not files:
-        raise InputError(folder, None, "not a BEIR folder: no qrels/*.tsv file")
-    names = ", ".join(f.name for f in files)
-    raise InputError(qrels_dir, None, f"several qrels files ({names}) and no test.tsv: keep one")
-
-
-def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    qrels: dict[str, dict[str, int]] = {}
-    for number, row in _tsv_rows(path):
-        if len(row) == 4:  # TREC qrels: query, iteration, doc, relevance
-            row = [row[0], row[2], row[3]]
-        if len(row) != 3:
-            raise InputError(path, number, "expected query-id, corpus-id and score")
-        try:
-            score = int(row[2])
-        except ValueError:
-            if number == 1:  # header line
-                continue
-            raise InputError(path, number, f"relevance {row[2]!r} is not an integer") from None
-        qrels.setdefault(row[0].strip(), {})[row[1].strip()] = score
-    if not qrels:
-        raise InputError(path, None, "no relevance judgements")
-    return qrels
+    return [EvalQuestion(q, t) for q, t in texts.items() if q in qrels]
 
 
 def _check_regexes(path: Path, questions: list[EvalQuestion]) -> None:
@@ -362,7 +283,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
         whole = None
     if isinstance(whole, dict) and not any(k in whole for k in _RECORD_KEYS):
         return [_mapping_prediction(path, key, value) for key, value in whole.items()]
-    found = (_record_prediction(path, n, record) for n, record in _read_json_lines(path))
+    found = (_record_prediction(path, n, record) for n, record, _ in json_records(path))
     return [p for p in found if p is not None]
 
 
