@@ -9,7 +9,7 @@ import time
 from rich.console import Console
 from rich.progress import TextColumn
 
-from odqa.progress import LoggedProgress
+from odqa.cli.progress import LoggedProgress
 
 
 def run_bar(console: Console) -> None:
@@ -36,3 +36,38 @@ def test_a_terminal_gets_the_bar_only():
     screen = io.StringIO()
     run_bar(Console(file=screen, force_terminal=True, width=80))
     assert "train reader:" not in screen.getvalue()
+
+
+def test_only_the_cli_imports_rich():
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "odqa"
+    importers = []
+    for path in sorted(package.rglob("*.py")):
+        if path.is_relative_to(package / "cli"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "rich" or n.startswith("rich.") for n in names):
+                importers.append(str(path.relative_to(package)))
+    assert importers == []
+
+
+def test_library_progress_shows_nothing_until_a_display_is_installed():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from odqa.progress import NullProgress, make_progress\n"
+        "assert isinstance(make_progress(), NullProgress)\n"
+        "import odqa.cli\n"
+        "from odqa.cli.progress import LoggedProgress\n"
+        "assert isinstance(make_progress(), LoggedProgress)\n"
+        "assert isinstance(make_progress(False), NullProgress)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "ok", done.stderr

@@ -21,14 +21,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rich.progress import Progress
-
 from odqa import __version__
 from odqa.errors import OdqaError
 from odqa.index.families import FAMILIES, get_family
 from odqa.index.manifest import FORMAT, FORMAT_VERSION, MANIFEST, index_entries, is_odqa_index
 from odqa.index.passages import PassageStore, PassageWriter
 from odqa.io.corpus import CorpusOptions, CorpusStats, iter_passages
+from odqa.progress import ProgressDisplay
 from odqa.retrieval.bm25_formulas import BM25Params
 from odqa.text import Analyzer
 from odqa.types import Passage
@@ -229,7 +228,7 @@ def build_index(
     *,
     force: bool = False,
     resume: bool = False,
-    progress: Progress | None = None,
+    progress: ProgressDisplay | None = None,
     notify: Callable[[str], None] = _notice,
 ) -> dict[str, Any]:
     """Build the index for ``inputs`` at ``out`` and return its manifest.
@@ -291,7 +290,7 @@ def _build_into(
     inputs: list[Path],
     options: BuildOptions,
     resume: bool,
-    progress: Progress | None,
+    progress: ProgressDisplay | None,
 ) -> dict[str, Any]:
     stats = CorpusStats()
     writer = PassageWriter(tmp)
@@ -340,7 +339,7 @@ def _build_into(
     return manifest
 
 
-def _show_reading(progress: Progress, task: Any, stats: CorpusStats) -> None:
+def _show_reading(progress: ProgressDisplay, task: Any, stats: CorpusStats) -> None:
     """The corpus pass: a bar over the input bytes (for time left), labelled in passages."""
     progress.update(
         task, completed=stats.bytes_read, total=stats.bytes_total or None, count=stats.passages

@@ -28,10 +28,9 @@ from odqa.retrieval.dense_options import DenseOptions
 from odqa.types import RankedIds
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from odqa.encoders import DualEncoder
     from odqa.index.passages import PassageStore
+    from odqa.progress import ProgressDisplay
 
 DENSE_FORMAT = 1
 INDEX_FILE = "index.faiss"
@@ -40,7 +39,7 @@ STATE_FILE = "build.json"
 CHUNKS = "chunks"
 
 
-def _advancer(progress: Progress | None, task: Any) -> Any:
+def _advancer(progress: ProgressDisplay | None, task: Any) -> Any:
     """A callback advancing ``task`` of ``progress`` by n (None without a progress bar)."""
     if progress is None:
         return None
@@ -84,7 +83,7 @@ def encode_chunks(
     passages: PassageStore,
     encoder: DualEncoder,
     chunk_size: int,
-    progress: Progress | None = None,
+    progress: ProgressDisplay | None = None,
 ) -> list[Path]:
     """Encode every passage into ``chunks/NNNNN.npy`` files, skipping chunks already on disk."""
     total = len(passages)
@@ -126,7 +125,7 @@ def build_dense(
     passages: PassageStore,
     options: DenseOptions,
     resume: bool = False,
-    progress: Progress | None = None,
+    progress: ProgressDisplay | None = None,
 ) -> dict[str, Any]:
     """Encode ``passages`` and write the FAISS index into ``dense_dir``; return the manifest
     section that lets queries be encoded identically later.

@@ -359,30 +359,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 @contextmanager
 def _progress(enabled: bool, description: str, total: int, state: LoopState):
-    """A callback that advances a rich bar: steps, examples/s, loss, elapsed, remaining."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    """A callback that advances a progress bar: steps, examples/s, loss, elapsed, remaining."""
+    from odqa.progress import make_progress
 
-    from odqa.consoles import stderr_console
-    from odqa.progress import LoggedProgress
-
-    bar = LoggedProgress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("steps"),
-        TextColumn("[cyan]{task.fields[rate]}"),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=stderr_console,
-        disable=not enabled,
-    )
+    bar = make_progress(enabled)
     first_items, started = state.items, time.monotonic()
     with bar:
         task_id = bar.add_task(description, total=total, completed=state.step,

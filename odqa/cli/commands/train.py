@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from odqa.commands._choices import Device, SaveMode, TrainPrecision
-from odqa.commands._common import err_console, fail_on_error
+from odqa.cli.commands._choices import Device, SaveMode, TrainPrecision
+from odqa.cli.commands._common import err_console, fail_on_error
 
 app = typer.Typer(
     name="train",

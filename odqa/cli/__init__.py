@@ -1,11 +1,20 @@
-"""The `odqa` command-line interface. Commands live in odqa/commands/, one module each."""
+"""The `odqa` command-line interface. Commands live in odqa/cli/commands/, one module each."""
 
 from __future__ import annotations
 
 import typer
 
-from odqa import __version__
-from odqa.commands import ask, eval, index, info, search, train
+from odqa import __version__, progress
+from odqa.cli.commands import ask, eval, index, info, search, train
+
+
+def _rich_progress(enabled: bool) -> progress.ProgressDisplay:
+    from odqa.cli.progress import rich_progress  # rich loads only when a bar is made
+
+    return rich_progress(enabled)
+
+
+progress.use_display(_rich_progress)
 
 app = typer.Typer(
     name="odqa",

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from rich.table import Table
 
-from odqa.consoles import output_console
+from odqa.cli.consoles import output_console
 from odqa.errors import OdqaError
 from odqa.types import Hit, Query
 

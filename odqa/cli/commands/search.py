@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from odqa.commands._choices import Fusion, HitFormat
-from odqa.commands._common import (
+from odqa.cli.commands._choices import Fusion, HitFormat
+from odqa.cli.commands._common import (
     RETRIEVER_HELP,
     UnmatchedNotices,
     check_retrievers,
@@ -70,7 +70,7 @@ def search_command(
 ) -> None:
     """Search an index and print ranked passages."""
     from odqa import load_index
-    from odqa.render import check_trec_id, write_hits
+    from odqa.cli.render_hits import check_trec_id, write_hits
 
     with fail_on_error():
         check_retrievers([retriever])

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from odqa.commands._choices import (
+from odqa.cli.commands._choices import (
     Backend,
     BM25Variant,
     Device,
@@ -19,7 +19,7 @@ from odqa.commands._choices import (
     Stemmer,
     Stopwords,
 )
-from odqa.commands._common import (
+from odqa.cli.commands._common import (
     default_index_root,
     err_console,
     fail_on_error,

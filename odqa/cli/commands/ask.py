@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from odqa.commands import _answer_options as opts
-from odqa.commands._choices import (
+from odqa.cli.commands import _answer_options as opts
+from odqa.cli.commands._choices import (
     AnswerFormat,
     AskMode,
     Device,
@@ -17,7 +17,7 @@ from odqa.commands._choices import (
     ReaderKind,
     ScoreMode,
 )
-from odqa.commands._common import (
+from odqa.cli.commands._common import (
     RETRIEVER_HELP,
     check_retrievers,
     fail_on_error,
@@ -76,7 +76,7 @@ def ask_command(
 ) -> None:
     """Answer questions with ranked answers and their evidence."""
     from odqa.answering.pipeline import answerer_for, make_answerer
-    from odqa.render_answers import write_answers
+    from odqa.cli.render_answers import write_answers
 
     with fail_on_error():
         answerer = answerer_for(mode.value, reader_kind.value)

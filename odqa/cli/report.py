@@ -14,7 +14,7 @@ def render_table(report: dict[str, Any], results: list[SystemResult]) -> None:
     from rich import box
     from rich.table import Table
 
-    from odqa.consoles import output_console
+    from odqa.cli.consoles import output_console
 
     title = f"{report['dataset']} · {report['mode']} · {report['questions']:,} questions" + (
         f" · index {report['index']}" if report.get("index") else ""

@@ -13,7 +13,7 @@ from typing import TextIO, TypeVar
 import typer
 from rich.markup import escape
 
-from odqa.consoles import stderr_console
+from odqa.cli.consoles import stderr_console
 from odqa.errors import OdqaError, Terminated
 from odqa.index.store import default_index_root, resolve_index
 from odqa.types import Hit, Query

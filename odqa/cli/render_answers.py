@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from rich.table import Table
 from rich.text import Text
 
-from odqa.consoles import output_console
+from odqa.cli.consoles import output_console
 from odqa.readers.sentence import sentence_around
 from odqa.types import Answer, QuestionAnswers
 

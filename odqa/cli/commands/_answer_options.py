@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from odqa.commands._choices import Device, Precision, ReaderBackend, ReaderKind, ScoreMode
+from odqa.cli.commands._choices import Device, Precision, ReaderBackend, ReaderKind, ScoreMode
 
 PANEL = "Answering"
 

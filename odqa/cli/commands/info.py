@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from odqa.commands._common import fail_on_error
-from odqa.consoles import output_console
+from odqa.cli.commands._common import fail_on_error
+from odqa.cli.consoles import output_console
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:

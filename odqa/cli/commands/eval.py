@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from odqa.commands import _answer_options as opts
-from odqa.commands._choices import (
+from odqa.cli.commands import _answer_options as opts
+from odqa.cli.commands._choices import (
     Device,
     EvalMode,
     Precision,
@@ -19,7 +19,7 @@ from odqa.commands._choices import (
     ReportFormat,
     ScoreMode,
 )
-from odqa.commands._common import (
+from odqa.cli.commands._common import (
     RETRIEVER_HELP,
     check_retrievers,
     err_console,
@@ -174,6 +174,6 @@ def eval_command(
         if fmt is ReportFormat.json:
             sys.stdout.write(json.dumps(run.report, indent=2, ensure_ascii=False) + "\n")
         else:
-            from odqa.evaluation.report import render_table
+            from odqa.cli.report import render_table
 
             render_table(run.report, run.results)
