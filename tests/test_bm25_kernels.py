@@ -52,7 +52,7 @@ def reopen(index_path: Path, **options) -> BM25Retriever:
     """The index's BM25 retriever with its compiled kernels loaded (small batches use them)."""
     index = load_index(index_path)
     retriever = BM25Retriever(
-        index.path / "bm25", index.manifest["bm25"], len(index.passages), **options
+        index.path / "bm25", index.manifest.section("bm25"), len(index.passages), **options
     )
     retriever.warm_up()
     return retriever
@@ -94,7 +94,7 @@ def test_maxscore_skips_with_small_blocks_and_stays_exact(block_size, synthetic,
     corpus, queries = synthetic
     monkeypatch.setattr(bm25_bounds, "BLOCK_SIZE", block_size)
     path = build(tmp_path, corpus, "lucene")
-    assert load_index(path).manifest["bm25"]["block_size"] == block_size
+    assert load_index(path).manifest.section("bm25")["block_size"] == block_size
     retriever = reopen(path, strategy="maxscore", threads=1)
     assert retriever.pruned
     assert_same(retriever.search_ids(queries, 10), retriever.search_ids_numpy(queries, 10))
@@ -133,14 +133,15 @@ def test_bounds_are_the_row_and_block_maxima(synthetic, tmp_path, monkeypatch):
     folder = path / "bm25"
     data, indptr = np.load(folder / "data.npy"), np.load(folder / "indptr.npy")
     term_max, block_max = np.load(folder / "term_max.npy"), np.load(folder / "block_max.npy")
-    size = load_index(path).manifest["bm25"]["block_size"]
+    size = load_index(path).manifest.section("bm25")["block_size"]
     expected_blocks = []
     for row in range(len(indptr) - 1):
         values = data[indptr[row] : indptr[row + 1]]
         assert term_max[row] == values.max()
         expected_blocks += [values[b : b + size].max() for b in range(0, len(values), size)]
     assert np.array_equal(block_max, np.asarray(expected_blocks, dtype=np.float32))
-    assert load_index(path).manifest["bm25"]["min_score"] == pytest.approx(float(data.min()))
+    section = load_index(path).manifest.section("bm25")
+    assert section["min_score"] == pytest.approx(float(data.min()))
 
 
 def test_index_without_bounds_loads_and_searches_exhaustively(synthetic, tmp_path):
@@ -148,7 +149,7 @@ def test_index_without_bounds_loads_and_searches_exhaustively(synthetic, tmp_pat
     path = build(tmp_path, corpus, "lucene")
     manifest = json.loads((path / "manifest.json").read_text())
     for key in ("block_size", "min_score"):
-        del manifest["bm25"][key]
+        del manifest["families"]["bm25"][key]
     (path / "manifest.json").write_text(json.dumps(manifest))
     for name in bm25_bounds.FILES:
         (path / "bm25" / f"{name}.npy").unlink()

@@ -48,7 +48,7 @@ def test_phrase_mode_answers_offline_with_the_default_model(tmp_path: Path):
     built = runner.invoke(app, ["index", str(SAMPLE_CORPUS), "--out", str(out), "-q",
                                 "--retrievers", "bm25,phrase"])
     assert built.exit_code == 0, built.output
-    assert json.loads((out / "manifest.json").read_text())["phrase"]["encoder"] == NAME
+    assert json.loads((out / "manifest.json").read_text())["families"]["phrase"]["encoder"] == NAME
     asked = runner.invoke(app, ["ask", "Which planet takes just 88 days to orbit the Sun?",
                                 "-i", str(out), "--mode", "phrase", "--format", "jsonl",
                                 "--top", "3"])

@@ -166,7 +166,7 @@ def index_dir(encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def test_manifest_records_how_to_encode_queries(index_dir: Path, encoder_dir: Path) -> None:
     manifest = json.loads((index_dir / "manifest.json").read_text())
-    dense = manifest["dense"]
+    dense = manifest["families"]["dense"]
     assert manifest["kinds"] == ["bm25", "dense"]
     query = dense["encoder"]["query"]
     assert query["model"] == str(encoder_dir) and query["prefix"] == "query: "
@@ -225,7 +225,7 @@ def test_cli_rrf_constant_reaches_the_fusion(index_dir: Path) -> None:
 
 
 def test_damaged_dense_index_gives_a_clear_error(index_dir: Path, tmp_path: Path) -> None:
-    section = json.loads((index_dir / "manifest.json").read_text())["dense"]
+    section = json.loads((index_dir / "manifest.json").read_text())["families"]["dense"]
     with pytest.raises(IndexLoadError, match="format"):
         DenseRetriever.load(index_dir / "dense", section | {"format": 99})
     with pytest.raises(IndexLoadError, match="manifest says"):
@@ -251,7 +251,7 @@ def test_interrupted_cli_build_resumes(
     assert (temporary_path(out) / "dense" / "chunks" / "00000.npy").exists()
     monkeypatch.setattr(dense_module, "encode_chunks", original)
     manifest = build_index([SAMPLE_CORPUS], out, opts, resume=True)
-    assert manifest["kinds"] == ["dense"] and manifest["dense"]["count"] == 67
+    assert manifest.kinds == ("dense",) and manifest.section("dense")["count"] == 67
     assert load_index(str(out)).retrievers() == ["dense"]
 
 

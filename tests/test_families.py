@@ -113,7 +113,7 @@ def test_the_toy_family_satisfies_the_protocol_and_joins_the_registry(titles_fam
 def test_a_registered_family_is_built_loaded_searched_and_fused(titled_index: Path) -> None:
     manifest = json.loads((titled_index / "manifest.json").read_text())
     assert manifest["kinds"] == ["bm25", "titles"]
-    assert manifest["titles"]["titles"] == manifest["corpus"]["passages"]
+    assert manifest["families"]["titles"]["titles"] == manifest["corpus"]["passages"]
     index = Index.load(titled_index)
     assert index.retrievers() == ["bm25", "titles", "hybrid"]
     hits = index.search(["planets solar system"], k=3, retriever="titles")[0]
@@ -130,11 +130,11 @@ def test_a_registered_family_is_built_loaded_searched_and_fused(titled_index: Pa
 def test_the_family_schema_and_files_are_enforced_on_load(titled_index: Path) -> None:
     path = titled_index / "manifest.json"
     manifest = json.loads(path.read_text())
-    del manifest["titles"]["lowercase"]
+    del manifest["families"]["titles"]["lowercase"]
     path.write_text(json.dumps(manifest))
     with pytest.raises(IndexLoadError, match=r"'titles\.lowercase' is missing"):
         Index.load(titled_index)
-    manifest["titles"]["lowercase"] = True
+    manifest["families"]["titles"]["lowercase"] = True
     path.write_text(json.dumps(manifest))
     (titled_index / "titles" / TITLES).unlink()
     with pytest.raises(IndexLoadError, match=r"'titles/titles\.json' is missing"):

@@ -136,7 +136,7 @@ def test_field_names_format_and_splitting_options(runner: CliRunner, tmp_path: P
         ("short", "short", "S"),
     ]
     assert passages[-2].text.split()[-1] == "w9"
-    recorded = manifest(out)["corpus"]
+    recorded = manifest(out)["corpus"]["options"]
     assert (recorded["passage_words"], recorded["passage_stride"]) == (4, 3)
     assert (recorded["id_field"], recorded["text_field"], recorded["format"]) == (
         "doc",
@@ -378,7 +378,8 @@ def test_info_table(runner: CliRunner, built: Path) -> None:
         ("format_version", recorded["format_version"]),
         ("corpus.documents", recorded["corpus"]["documents"]),
         ("corpus.empty_skipped", recorded["corpus"]["empty_skipped"]),
-        ("bm25.vocabulary_size", recorded["bm25"]["vocabulary_size"]),
+        ("families.bm25.vocabulary_size", recorded["families"]["bm25"]["vocabulary_size"]),
+        ("build.odqa_version", recorded["build"]["odqa_version"]),
     ]:
         assert re.search(rf"{re.escape(key)}[\s│|]+{value}\b", result.stdout), key
     assert "kinds" in result.stdout and "bm25" in result.stdout

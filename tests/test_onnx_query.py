@@ -46,7 +46,7 @@ def old_index_dir(tmp_path_factory: pytest.TempPathFactory, index_dir: Path) -> 
     shutil.copytree(index_dir, old)
     shutil.rmtree(old / "dense" / EXPORT_DIR)
     manifest = json.loads((old / "manifest.json").read_text())
-    del manifest["dense"]["query_onnx"]
+    del manifest["families"]["dense"]["query_onnx"]
     (old / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return old
 
@@ -56,7 +56,7 @@ def torch_queries(section: dict, queries: list[str]) -> np.ndarray:
 
 
 def test_index_records_a_checked_query_export(index_dir: Path) -> None:
-    record = load_index(index_dir).manifest["dense"]["query_onnx"]
+    record = load_index(index_dir).manifest.section("dense")["query_onnx"]
     assert record["backend"] == "onnx" and record["model"] == "model.onnx"
     assert record["probe_min_cosine"] >= MIN_COSINE
     folder = index_dir / "dense" / record["folder"]
@@ -70,7 +70,7 @@ def test_dense_queries_run_on_the_export_with_the_torch_vectors(index_dir: Path)
     got = retriever.encode(QUERIES + list(PROBES))
     assert query.torch_free and query.backend == "onnx"
     assert isinstance(query._runtime.tokenizer, FastTokenizer)
-    expected = torch_queries(index.manifest["dense"], QUERIES + list(PROBES))
+    expected = torch_queries(index.manifest.section("dense"), QUERIES + list(PROBES))
     assert cosine(got, expected).min() >= MIN_COSINE
     by_torch = index.retriever("dense", backend="torch")
     assert not by_torch.encoder.query.torch_free
@@ -156,7 +156,7 @@ def test_cli_index_precision_is_recorded_and_checked(tmp_path: Path, encoder_dir
     base = ["index", str(SAMPLE_CORPUS), "--encoder", str(encoder_dir), "-q", "--device", "cpu"]
     done = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "bf16"), "--precision", "bf16"])
     assert done.exit_code == 0, done.output
-    section = load_index(tmp_path / "bf16").manifest["dense"]
+    section = load_index(tmp_path / "bf16").manifest.section("dense")
     assert section["precision"] == "bf16"
     assert section["query_onnx"]["probe_min_cosine"] >= MIN_COSINE  # queries stay fp32
     bad = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "fp16"), "--precision", "fp16"])

@@ -74,7 +74,7 @@ def test_training_record_and_layout(phrase_model):
 
 def test_index_records_what_it_kept(phrase_index):
     manifest = json.loads((phrase_index / "manifest.json").read_text())
-    section = manifest["phrase"]
+    section = manifest["families"]["phrase"]
     assert section["kept_share"] == pytest.approx(1.0, abs=0.05)  # threshold keeps every token
     assert section["tokens"] == section["start_candidates"] == section["end_candidates"]
     tokens = np.load(phrase_index / "phrase" / "tokens.npy")
@@ -247,7 +247,7 @@ def test_the_question_encoder_is_exported_and_phrase_answers_run_without_torch(
 
     from conftest import run_odqa
 
-    section = json.loads((phrase_index / "manifest.json").read_text())["phrase"]
+    section = json.loads((phrase_index / "manifest.json").read_text())["families"]["phrase"]
     record = section["query_onnx"]
     assert record["probe_min_cosine"] >= 0.9999, record
     exported = usable_export(phrase_index / "phrase", section)

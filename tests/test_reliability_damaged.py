@@ -81,13 +81,15 @@ DAMAGES: dict[str, tuple[Callable[[Path], object], str]] = {
     "vocab-short": (lambda d: (d / "bm25" / "vocab.json").write_text("[\"a\"]"), "vocab.json"),
     "manifest-list": (lambda d: (d / "manifest.json").write_text("[]"), "not an odqa index"),
     "no-corpus": (lambda d: edit_manifest(d, lambda m: m.pop("corpus")), "'corpus' is missing"),
-    "no-bm25": (lambda d: edit_manifest(d, lambda m: m.pop("bm25")), "section 'bm25' is missing"),
+    "no-bm25": (lambda d: edit_manifest(d, lambda m: m["families"].pop("bm25")),
+                "section 'bm25' is missing"),
     "no-kinds": (lambda d: edit_manifest(d, lambda m: m.pop("kinds")), "'kinds' is missing"),
     "version-string": (lambda d: edit_manifest(d, lambda m: m.update(format_version="1")),
                        "'format_version' must be an integer, got \"1\""),
     "passages-int": (lambda d: edit_manifest(d, lambda m: m["corpus"].update(passages="67")),
                      "'corpus.passages' must be an integer"),
-    "bm25-params": (lambda d: edit_manifest(d, lambda m: m["bm25"]["params"].update(zeta=1)),
+    "bm25-params": (lambda d: edit_manifest(
+                        d, lambda m: m["families"]["bm25"]["params"].update(zeta=1)),
                     "unreadable BM25 files"),
 }  # fmt: skip
 MANIFEST_DAMAGES = [name for name in DAMAGES if "vocab" not in name and "offsets" not in name
@@ -174,7 +176,7 @@ def test_check_names_the_first_problem(index_dir: Path, damage: str) -> None:
 def test_check_compares_the_faiss_count(dense_index: Path, tmp_path: Path) -> None:
     copy = tmp_path / "idx"
     shutil.copytree(dense_index, copy)
-    edit_manifest(copy, lambda m: m["dense"].update(count=66))
+    edit_manifest(copy, lambda m: m["families"]["dense"].update(count=66))
     one_line_error(invoke("info", copy, "--check"), "index.faiss", "67 vectors", "66")
 
 

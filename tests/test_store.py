@@ -63,15 +63,16 @@ def test_passages_read_one_at_a_time_match_the_corpus(index_dir: Path):
 
 def test_manifest_records_how_the_index_was_built(index_dir: Path):
     manifest = json.loads((index_dir / MANIFEST).read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["kinds"] == ["bm25"]
     assert manifest["corpus"]["passages"] == manifest["corpus"]["documents"] == 67
-    assert manifest["bm25"]["params"]["variant"] == "lucene"
-    assert manifest["bm25"]["analyzer"]["stemmer"] == "english"
-    assert manifest["bm25"]["vocabulary_size"] > 500
-    assert manifest["bm25"]["nonzeros"] > manifest["bm25"]["vocabulary_size"]
-    assert "numpy" in manifest["libraries"]
-    assert manifest["build_seconds"] >= 0
+    bm25 = manifest["families"]["bm25"]
+    assert bm25["params"]["variant"] == "lucene"
+    assert bm25["analyzer"]["stemmer"] == "english"
+    assert bm25["vocabulary_size"] > 500
+    assert bm25["nonzeros"] > bm25["vocabulary_size"]
+    assert "numpy" in manifest["build"]["libraries"]
+    assert manifest["build"]["seconds"] >= 0
 
 
 def test_hits_carry_every_field(index_dir: Path):
@@ -79,6 +80,47 @@ def test_hits_carry_every_field(index_dir: Path):
     assert hit.rank == 1 and hit.score > 0
     assert hit.id == hit.doc_id
     assert "telephone" in hit.text.lower() and hit.title
+
+
+
+def _as_version_1(manifest: dict) -> dict:
+    """The same manifest in the flat version-1 layout older odqa wrote."""
+    corpus = manifest["corpus"]
+    build = manifest["build"]
+    flat = {
+        "format": manifest["format"], "format_version": 1,
+        "odqa_version": build["odqa_version"], "kinds": manifest["kinds"],
+        "created": build["created"],
+        "corpus": {"inputs": corpus["inputs"], **corpus["options"],
+                   **{k: v for k, v in corpus.items() if k not in ("inputs", "options")}},
+        "libraries": build["libraries"], **manifest["families"],
+        "build_seconds": build["seconds"],
+    }
+    return flat
+
+
+def test_a_version_1_index_loads_through_the_converter(index_dir: Path):
+    current = json.loads((index_dir / MANIFEST).read_text())
+    before = load_index(index_dir).search(QUERIES, k=5)
+    (index_dir / MANIFEST).write_text(json.dumps(_as_version_1(current)))
+    old = load_index(index_dir)
+    assert old.manifest.to_json() == current
+    assert old.search(QUERIES, k=5) == before
+
+
+def test_the_manifest_is_typed_and_frozen(index_dir: Path):
+    import dataclasses
+
+    manifest = load_index(index_dir).manifest
+    assert manifest.kinds == ("bm25",) and manifest.corpus.passages == 67
+    assert manifest.corpus.options.passage_words == 100 and manifest.build.seconds >= 0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        manifest.kinds = ("dense",)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        manifest.families["bm25"] = {}  # type: ignore[index]
+    section = manifest.section("bm25")
+    section["k1"] = 0.0
+    assert "k1" not in manifest.section("bm25")
 
 
 @pytest.mark.parametrize(
@@ -89,6 +131,8 @@ def test_hits_carry_every_field(index_dir: Path):
         (lambda d: shutil.rmtree(d / "bm25"), "missing"),
         (lambda d: _edit_manifest(d, format_version=99), "format version 99"),
         (lambda d: _edit_manifest(d, corpus={"passages": 5}), "manifest says 5"),
+        (lambda d: _edit_manifest(d, build={"seconds": "long"}), "'build.seconds' must be a num"),
+        (lambda d: _edit_manifest(d, families={"bm25": None}), "section 'bm25' is missing"),
         (lambda d: (d / "passages.jsonl").write_text("{}\n"), "damaged"),
         (lambda d: (d / MANIFEST).write_text("{not json"), "unreadable manifest"),
     ],

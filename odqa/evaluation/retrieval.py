@@ -13,8 +13,8 @@ def retrieval_depth(index: Any, ks: list[int], beir: bool) -> int:
     """Passages to retrieve: the largest k; for BEIR enough to reach 100 distinct documents."""
     depth = max(ks)
     if beir:
-        corpus = index.manifest.get("corpus", {})
-        per_doc = corpus.get("passages", 1) / max(corpus.get("documents", 1), 1)
+        corpus = index.manifest.corpus
+        per_doc = corpus.passages / max(corpus.documents, 1)
         depth = max(depth, 100) * max(1, math.ceil(per_doc))
     return min(depth, len(index.passages))
 

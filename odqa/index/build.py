@@ -24,7 +24,14 @@ from typing import Any
 from odqa import __version__
 from odqa.errors import OdqaError
 from odqa.index.families import FAMILIES, get_family
-from odqa.index.manifest import FORMAT, FORMAT_VERSION, MANIFEST, index_entries, is_odqa_index
+from odqa.index.manifest import (
+    MANIFEST,
+    BuildRecord,
+    CorpusRecord,
+    Manifest,
+    index_entries,
+    is_odqa_index,
+)
 from odqa.index.passages import PassageStore, PassageWriter
 from odqa.io.corpus import CorpusOptions, CorpusStats, iter_passages
 from odqa.progress import ProgressDisplay
@@ -230,7 +237,7 @@ def build_index(
     resume: bool = False,
     progress: ProgressDisplay | None = None,
     notify: Callable[[str], None] = _notice,
-) -> dict[str, Any]:
+) -> Manifest:
     """Build the index for ``inputs`` at ``out`` and return its manifest.
 
     ``notify`` receives one-line notices (a stale lock or partial build taken over).
@@ -258,8 +265,9 @@ def build_index(
             if not _has_resumable_work(tmp):
                 shutil.rmtree(tmp, ignore_errors=True)
             raise
-        manifest["build_seconds"] = round(time.perf_counter() - started, 3)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        manifest = manifest.with_build_seconds(round(time.perf_counter() - started, 3))
+        text = json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n"
+        (tmp / MANIFEST).write_text(text)
         (tmp / BUILD_MARKER).unlink()
         _replace(tmp, target)
     return manifest
@@ -291,7 +299,7 @@ def _build_into(
     options: BuildOptions,
     resume: bool,
     progress: ProgressDisplay | None,
-) -> dict[str, Any]:
+) -> Manifest:
     stats = CorpusStats()
     writer = PassageWriter(tmp)
     families = [get_family(name) for name in options.retrievers]
@@ -320,23 +328,18 @@ def _build_into(
             f"the corpus has no passages ({stats.documents} documents, "
             f"{stats.empty_skipped} empty): nothing to index"
         )
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "odqa_version": __version__,
-        "kinds": list(options.retrievers),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "corpus": {
-            "inputs": [str(Path(p).resolve()) for p in inputs],
-            **options.corpus.__dict__,
-            **stats.to_dict(),
-        },
-        "libraries": library_versions(),
+    sections = {
+        family.name: builder.finish(PassageStore(tmp), progress)
+        for family, builder in zip(families, builders, strict=True)
     }
-    for family, builder in zip(families, builders, strict=True):
-        manifest[family.name] = builder.finish(PassageStore(tmp), progress)
     shutil.rmtree(tmp / SCRATCH, ignore_errors=True)
-    return manifest
+    corpus = CorpusRecord(
+        tuple(str(Path(p).resolve()) for p in inputs), options.corpus, stats.documents,
+        stats.passages, stats.empty_skipped, stats.whitespace_id,
+    )
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    build = BuildRecord(__version__, created, 0.0, library_versions())
+    return Manifest(tuple(options.retrievers), corpus, build, sections)
 
 
 def _show_reading(progress: ProgressDisplay, task: Any, stats: CorpusStats) -> None:

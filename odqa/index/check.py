@@ -29,10 +29,10 @@ def check_index(path: Path) -> list[str]:
         IndexLoadError: naming the first file that does not match the manifest.
     """
     manifest = read_manifest(path)
-    count = manifest["corpus"]["passages"]
+    count = manifest.corpus.passages
     done = [_check_passages(path, count)]
-    for kind in manifest["kinds"]:
-        done += FAMILIES[kind].check(path / kind, manifest[kind], count)
+    for kind in manifest.kinds:
+        done += FAMILIES[kind].check(path / kind, manifest.section(kind), count)
     return done
 
 

@@ -1,33 +1,162 @@
-"""``manifest.json``: what an index holds and how it was built, validated on load.
+"""``manifest.json``: what an index holds and how it was built, as one typed, frozen
+:class:`Manifest`, validated on load.
 
-The top level and ``corpus`` are the index's own; each family's section (named after it) is
-written by that family's builder and its required fields come from the family
-(:attr:`odqa.index.families.Family.schema`). An index whose manifest breaks the schema is
-refused on load with the field named.
+Format version 2 groups the file in four parts: ``kinds`` (the families stored), ``corpus``
+(inputs, reading options, counts), ``build`` (odqa and library versions, time) and
+``families`` (one section per family, written by that family's builder and read by that
+family alone; its required fields come from :attr:`odqa.index.families.Family.schema`).
+A version-1 manifest (the same content, flat) is converted on load. A manifest that breaks the
+schema is refused with the field named.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from odqa.errors import IndexLoadError
 from odqa.index.families import FAMILIES
 from odqa.index.passages import OFFSETS, PASSAGES
+from odqa.io.corpus import CorpusOptions
 
 FORMAT = "odqa-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 CORE_SCHEMA: dict[str, dict[str, type]] = {
-    "": {"format": str, "format_version": int, "kinds": list, "corpus": dict},
-    "corpus": {"documents": int, "passages": int},
+    "": {"format": str, "format_version": int, "kinds": list, "corpus": dict, "build": dict,
+         "families": dict},
+    "corpus": {"inputs": list, "options": dict, "documents": int, "passages": int,
+               "empty_skipped": int},
+    "build": {"odqa_version": str, "created": str, "seconds": float, "libraries": dict},
 }
-"""Required fields of the index's own sections ("" is the top level)."""
+"""Required fields of the index's own parts ("" is the top level)."""
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
                list: "a list", dict: "an object"}
 REBUILD = "rebuild the index with this odqa (`odqa index ... --force`)"
+_BUILD_KEYS_V1 = {"odqa_version": "odqa_version", "created": "created",
+                  "build_seconds": "seconds", "libraries": "libraries"}
+
+
+@dataclass(frozen=True)
+class CorpusRecord:
+    """What was indexed: the inputs, how they were read and split, and the counts."""
+
+    inputs: tuple[str, ...]
+    options: CorpusOptions
+    documents: int
+    passages: int
+    empty_skipped: int = 0
+    whitespace_id: str | None = None
+    """A passage id holding whitespace, if any (TREC runs cannot carry such ids)."""
+
+    def to_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "inputs": list(self.inputs),
+            "options": dict(self.options.__dict__),
+            "documents": self.documents,
+            "passages": self.passages,
+            "empty_skipped": self.empty_skipped,
+        }
+        if self.whitespace_id is not None:
+            record["whitespace_id"] = self.whitespace_id
+        return record
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CorpusRecord:
+        known = {f.name for f in fields(CorpusOptions)}
+        options = CorpusOptions(**{k: v for k, v in data["options"].items() if k in known})
+        return cls(tuple(data["inputs"]), options, data["documents"], data["passages"],
+                   data["empty_skipped"], data.get("whitespace_id"))
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """How the index was built: odqa and library versions, when, and how long it took."""
+
+    odqa_version: str
+    created: str
+    seconds: float
+    libraries: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"odqa_version": self.odqa_version, "created": self.created,
+                "seconds": self.seconds, "libraries": dict(self.libraries)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BuildRecord:
+        return cls(data["odqa_version"], data["created"], float(data["seconds"]),
+                   MappingProxyType(dict(data["libraries"])))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """An index's manifest. Family sections are opaque here: each family reads its own."""
+
+    kinds: tuple[str, ...]
+    corpus: CorpusRecord
+    build: BuildRecord
+    families: Mapping[str, Mapping[str, Any]]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "families", MappingProxyType(dict(self.families)))
+
+    def section(self, family: str) -> dict[str, Any]:
+        """A copy of the section the family ``family`` wrote (KeyError when the index lacks
+        it)."""
+        return dict(self.families[family])
+
+    def with_build_seconds(self, seconds: float) -> Manifest:
+        """The same manifest with the build time set."""
+        return replace(self, build=replace(self.build, seconds=seconds))
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``manifest.json`` object (format version 2)."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kinds": list(self.kinds),
+            "corpus": self.corpus.to_json(),
+            "build": self.build.to_json(),
+            "families": {name: self.families[name] for name in self.kinds},
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: Path) -> Manifest:
+        """Validate a parsed ``manifest.json`` (converting version 1) and type it.
+
+        Raises:
+            IndexLoadError: naming the first field that is missing or of the wrong type.
+        """
+        data = validate_manifest(data, where)
+        families = {kind: data["families"][kind] for kind in data["kinds"]}
+        return cls(tuple(data["kinds"]), CorpusRecord.from_json(data["corpus"]),
+                   BuildRecord.from_json(data["build"]), families)
+
+
+def upgrade_v1(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 manifest (corpus options, build fields and family sections all flat) in
+    the version-2 layout; nothing is lost, nothing is guessed."""
+    listed = manifest.get("kinds")
+    kinds: list[Any] = listed if isinstance(listed, list) else []
+    corpus = dict(manifest.get("corpus") or {})
+    option_names = {f.name for f in fields(CorpusOptions)}
+    options = {k: corpus.pop(k) for k in list(corpus) if k in option_names}
+    corpus["options"] = options
+    corpus.setdefault("empty_skipped", 0)
+    build = {new: manifest[old] for old, new in _BUILD_KEYS_V1.items() if old in manifest}
+    build.setdefault("libraries", {})
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kinds": kinds,
+        "corpus": corpus,
+        "build": build,
+        "families": {k: manifest[k] for k in kinds if isinstance(k, str) and k in manifest},
+    }
 
 
 def index_entries() -> frozenset[str]:
@@ -36,13 +165,16 @@ def index_entries() -> frozenset[str]:
 
 
 def _type_problem(value: Any, expected: type) -> str | None:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return None
     if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
         return None
     return f"must be {_TYPE_NAMES[expected]}, got {json.dumps(value)[:40]}"
 
 
-def validate_manifest(manifest: Any, where: Path) -> None:
-    """Check a parsed manifest against this odqa's format version and the schemas.
+def validate_manifest(manifest: Any, where: Path) -> dict[str, Any]:
+    """Check a parsed manifest against the format and the schemas; return it in the current
+    layout (a version-1 manifest is converted first).
 
     Raises:
         IndexLoadError: naming the first field that is missing or of the wrong type.
@@ -53,9 +185,11 @@ def validate_manifest(manifest: Any, where: Path) -> None:
     problem = _type_problem(version, int)
     if problem:
         raise IndexLoadError(f"{where}: 'format_version' {problem}; {REBUILD}")
-    if version != FORMAT_VERSION:
+    if version == 1:
+        manifest = upgrade_v1(manifest)
+    elif version != FORMAT_VERSION:
         raise IndexLoadError(
-            f"{where.parent}: index format version {version}, this odqa reads version "
+            f"{where.parent}: index format version {version}, this odqa reads versions 1 and "
             f"{FORMAT_VERSION}; {REBUILD}"
         )
     _check_fields(manifest, "", CORE_SCHEMA[""], where)
@@ -65,13 +199,14 @@ def validate_manifest(manifest: Any, where: Path) -> None:
             f"{where}: 'kinds' must list some of {', '.join(FAMILIES)}, got "
             f"{json.dumps(kinds)}; {REBUILD}"
         )
-    sections: list[tuple[str, Mapping[str, type]]] = [("corpus", CORE_SCHEMA["corpus"])]
-    sections += [(kind, FAMILIES[kind].schema) for kind in kinds]
-    for section, schema in sections:
-        data = manifest.get(section)
+    for part in ("corpus", "build"):
+        _check_fields(manifest[part], part, CORE_SCHEMA[part], where)
+    for kind in kinds:
+        data = manifest["families"].get(kind)
         if not isinstance(data, dict):
-            raise IndexLoadError(f"{where}: section '{section}' is missing; {REBUILD}")
-        _check_fields(data, section, schema, where)
+            raise IndexLoadError(f"{where}: section '{kind}' is missing; {REBUILD}")
+        _check_fields(data, kind, FAMILIES[kind].schema, where)
+    return manifest
 
 
 def _check_fields(data: dict[str, Any], section: str, schema: Mapping[str, type],
@@ -91,15 +226,15 @@ def _check_fields(data: dict[str, Any], section: str, schema: Mapping[str, type]
 _MISSING = object()
 
 
-def index_files(manifest: dict[str, Any]) -> list[str]:
+def index_files(manifest: Manifest) -> list[str]:
     """Paths (relative to the index folder) of every file the manifest says the index has."""
     files = [PASSAGES, OFFSETS]
-    for kind in manifest["kinds"]:
-        files += [f"{kind}/{name}" for name in FAMILIES[kind].files(manifest[kind])]
+    for kind in manifest.kinds:
+        files += [f"{kind}/{name}" for name in FAMILIES[kind].files(manifest.section(kind))]
     return files
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: Path) -> Manifest:
     """Read and validate ``manifest.json`` of the index at ``path``."""
     if not path.is_dir():
         raise IndexLoadError(
@@ -116,11 +251,11 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise IndexLoadError(
             f"{manifest_path}: unreadable manifest ({exc}); rebuild the index"
         ) from None
-    validate_manifest(manifest, manifest_path)
-    for name in index_files(manifest):
+    typed = Manifest.from_json(manifest, manifest_path)
+    for name in index_files(typed):
         if not (path / name).is_file():
             raise IndexLoadError(f"{path}: '{name}' is missing; rebuild the index with --force")
-    return manifest
+    return typed
 
 
 def is_odqa_index(path: Path) -> bool:

@@ -22,7 +22,7 @@ from odqa.index.families import (
     HYBRID_OPTIONS,
     retriever_names,
 )
-from odqa.index.manifest import MANIFEST, read_manifest
+from odqa.index.manifest import MANIFEST, Manifest, read_manifest
 from odqa.index.passages import PassageStore
 from odqa.lazy_hits import stored_hits
 from odqa.text import Analyzer
@@ -54,11 +54,11 @@ def resolve_index(index: Path | None) -> Path:
 class Index:
     """An opened index: passages plus the retrievers it was built with."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, path: Path, manifest: Manifest) -> None:
         self.path = path
         self.manifest = manifest
         self.passages = PassageStore(path)
-        expected = manifest["corpus"]["passages"]
+        expected = manifest.corpus.passages
         if len(self.passages) != expected:
             raise IndexLoadError(
                 f"{path}: {len(self.passages)} passages on disk, manifest says {expected}; "
@@ -75,13 +75,14 @@ class Index:
     @property
     def kinds(self) -> list[str]:
         """Retriever families stored in this index (e.g. ``["bm25", "dense"]``)."""
-        return list(self.manifest.get("kinds", []))
+        return list(self.manifest.kinds)
 
     @property
     def analyzer(self) -> Analyzer | None:
         """The BM25 tokeniser settings, or None without a BM25 index."""
-        section = self.manifest.get("bm25")
-        return Analyzer(**section["analyzer"]) if section else None
+        if "bm25" not in self.manifest.families:
+            return None
+        return Analyzer(**self.manifest.section("bm25")["analyzer"])
 
     def retrievers(self) -> list[str]:
         """Retriever names usable with this index: its families, and the hybrid with two."""
@@ -122,7 +123,9 @@ class Index:
                 f"{name} search options are {', '.join(family.search_options) or 'none'}; "
                 f"got {', '.join(unknown)}"
             )
-        return family.open(self.path / name, self.manifest[name], len(self.passages), options)
+        return family.open(
+            self.path / name, self.manifest.section(name), len(self.passages), options
+        )
 
     def _open_hybrid(self, options: dict[str, Any]) -> Any:
         from odqa.retrieval.hybrid import HybridRetriever

@@ -183,10 +183,20 @@ def build_dense(
         "metric": "inner_product",
         "count": len(passages),
         "faiss": {"kind": options.faiss, "file": INDEX_FILE, **params},
-        "search": {"ef_search": options.ef_search, "nprobe": options.nprobe, "refine": refine},
+        "search": _search_defaults(options, refine),
         "build": {"batch_size": options.batch_size, "device": options.device,
                   "chunk_size": options.chunk_size},
     }
+
+
+SEARCH_PARAMETERS = {"hnsw": ("ef_search",), "ivfpq": ("nprobe",)}
+"""The query-time FAISS parameters each index kind has (a flat index has none)."""
+
+
+def _search_defaults(options: DenseOptions, refine: int) -> dict[str, int]:
+    """The query-time defaults recorded for this index kind, and nothing that does not apply."""
+    recorded = {name: getattr(options, name) for name in SEARCH_PARAMETERS.get(options.faiss, ())}
+    return {**recorded, "refine": refine}
 
 
 class DenseRetriever:

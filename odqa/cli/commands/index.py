@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -28,6 +28,9 @@ from odqa.cli.commands._common import (
 from odqa.io.corpus import CorpusFormat
 from odqa.models import DEFAULT_DENSE_ENCODER
 from odqa.retrieval.bm25_formulas import DEFAULT_DELTA
+
+if TYPE_CHECKING:
+    from odqa.index.manifest import Manifest
 
 RESUME_CHUNK = 1024
 """Passages per saved dense chunk: an interrupted build keeps all chunks finished before."""
@@ -349,22 +352,21 @@ def index_command(
             err_console.print(summary_table(target, manifest, directory_size(target)))
 
 
-def summary_table(path: Path, manifest: dict, size: int) -> Table:
+def summary_table(path: Path, manifest: Manifest, size: int) -> Table:
     """The end-of-build summary (each family adds its own rows)."""
     from odqa.index.families import FAMILIES
 
-    corpus = manifest["corpus"]
+    corpus = manifest.corpus
     table = Table(title=f"index written to {path}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
-    table.add_row("retrievers", ", ".join(manifest["kinds"]))
-    table.add_row("documents", f"{corpus['documents']:,}")
-    table.add_row("passages", f"{corpus['passages']:,}")
-    table.add_row("empty documents skipped", f"{corpus['empty_skipped']:,}")
-    for kind in manifest["kinds"]:
-        family = FAMILIES.get(kind)
-        for label, value in family.summary_rows(manifest[kind]) if family else []:
+    table.add_row("retrievers", ", ".join(manifest.kinds))
+    table.add_row("documents", f"{corpus.documents:,}")
+    table.add_row("passages", f"{corpus.passages:,}")
+    table.add_row("empty documents skipped", f"{corpus.empty_skipped:,}")
+    for kind in manifest.kinds:
+        for label, value in FAMILIES[kind].summary_rows(manifest.section(kind)):
             table.add_row(label, value)
     table.add_row("size on disk", f"{size / 1e6:,.1f} MB")
-    table.add_row("build time", f"{manifest['build_seconds']:.1f} s")
+    table.add_row("build time", f"{manifest.build.seconds:.1f} s")
     return table

@@ -52,7 +52,7 @@ def info_command(
                 typer.echo(f"ok  {line}")
             typer.echo(f"index {index} matches its manifest")
             return
-        manifest = read_manifest(index)
+        manifest = read_manifest(index).to_json()
         if as_json:
             typer.echo(json.dumps(manifest, indent=2, ensure_ascii=False))
             return

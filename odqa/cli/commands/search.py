@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +22,9 @@ from odqa.cli.commands._common import (
     resolve_index,
     work_progress,
 )
+
+if TYPE_CHECKING:
+    from odqa.index.manifest import Manifest
 
 SEARCH_BATCH = 1000
 """Queries searched and written at a time: results stream out while a long file runs."""
@@ -94,7 +97,7 @@ def search_command(
             check_trec_id(q.id, "query id")
         opened = load_index(resolve_index(index))
         reject_unused(ctx, unused_by_index(opened.manifest))
-        spaced = opened.manifest["corpus"].get("whitespace_id")
+        spaced = opened.manifest.corpus.whitespace_id
         if trec and spaced:
             check_trec_id(spaced, "passage id")
         notices = UnmatchedNotices(retriever)
@@ -153,11 +156,11 @@ def unused_options(
     return unused
 
 
-def unused_by_index(manifest: dict) -> dict[str, str | None]:
+def unused_by_index(manifest: Manifest) -> dict[str, str | None]:
     """Why each dense search option does nothing for the FAISS index kind this index has."""
-    kind = manifest.get("dense", {}).get("faiss", {}).get("kind")
-    if kind is None:
+    if "dense" not in manifest.families:
         return {}
+    kind = manifest.section("dense")["faiss"]["kind"]
     return {
         option: None if kind == needed else f"it tunes {needed} search; this index is {kind}"
         for option, needed in (("ef_search", "hnsw"), ("nprobe", "ivfpq"))
