@@ -10,7 +10,7 @@ import pytest
 from odqa.models import packaged_model_path
 from odqa.readers.extractive import DEFAULT_READER
 
-BUNDLED = Path(__file__).resolve().parents[1] / "odqa" / "models" / "reader-minilm"
+BUNDLED = Path(__file__).resolve().parents[2] / "odqa" / "models" / "reader-minilm"
 MAX_BYTES = 25 * 1024 * 1024
 DEV_SLICE = 300
 

@@ -42,7 +42,7 @@ def test_only_the_cli_imports_rich():
     import ast
     from pathlib import Path
 
-    package = Path(__file__).resolve().parents[1] / "odqa"
+    package = Path(__file__).resolve().parents[2] / "odqa"
     importers = []
     for path in sorted(package.rglob("*.py")):
         if path.is_relative_to(package / "cli"):

@@ -15,7 +15,7 @@ from odqa.phrase.model import TOKENIZER_FILES
 
 from conftest import SAMPLE_CORPUS, SAMPLE_QUESTIONS
 
-BUNDLED = Path(__file__).resolve().parents[1] / "odqa" / "models" / "phrase-minilm"
+BUNDLED = Path(__file__).resolve().parents[2] / "odqa" / "models" / "phrase-minilm"
 NAME = "odqa/phrase-minilm"
 MAX_BYTES = 25 * 1024 * 1024
 DEV_ARTICLES = 2
