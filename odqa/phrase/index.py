@@ -51,7 +51,7 @@ class PhraseOptions:
     index: str = "sq8"
     max_length: int = 384
     doc_stride: int = 128
-    batch_size: int = 32
+    batch_size: int = 64
     chunk_size: int = 512
     nlist: int | None = None
     pq_m: int | None = None
