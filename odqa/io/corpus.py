@@ -88,7 +88,7 @@ def _strip_gz(name: str) -> str:
     return name[:-3] if name.endswith(".gz") else name
 
 
-def detect_format(path: Path) -> CorpusFormat:
+def detect_corpus_format(path: Path) -> CorpusFormat:
     """Guess the format of ``path`` from its name, or its first bytes for ``.json``."""
     if path.is_dir():
         if any((path / name).exists() for name in ("corpus.jsonl", "corpus.jsonl.gz")):
@@ -242,7 +242,7 @@ def read_documents(path: Path, options: CorpusOptions) -> Iterator[Document]:
         raise InputError(path, None, "no such file or folder")
     fmt = CorpusFormat(options.format)
     if fmt is CorpusFormat.auto:
-        fmt = detect_format(path)
+        fmt = detect_corpus_format(path)
     if fmt is CorpusFormat.txt:
         reader = read_txt_folder if path.is_dir() else read_txt_file
     elif path.is_dir() and fmt is not CorpusFormat.beir:
@@ -419,7 +419,7 @@ __all__ = [
     "CorpusOptions",
     "CorpusStats",
     "Document",
-    "detect_format",
+    "detect_corpus_format",
     "iter_passages",
     "read_documents",
     "split_document",

@@ -64,7 +64,7 @@ class EvalDataset:
         return len(self.questions)
 
 
-def detect_format(path: Path) -> str:
+def detect_dataset_format(path: Path) -> str:
     """Guess the dataset format of ``path`` (one of :data:`FORMATS`).
 
     Raises:
@@ -104,7 +104,7 @@ def load_dataset(
         InputError: for a missing file, an unknown layout, or any malformed record.
     """
     path = Path(path)
-    fmt = detect_format(path)
+    fmt = detect_dataset_format(path)
     qrels = None
     if fmt == "squad":
         questions = _read_squad(path)

@@ -19,6 +19,7 @@ import numpy as np
 from odqa.errors import OdqaError
 from odqa.readers.extractive import PassageSpans
 from odqa.readers.merge import merge_by_key, passage_fields, softmax
+from odqa.retrieval.topk import min_max
 from odqa.text import normalize_answer
 from odqa.types import Answer, Hit
 
@@ -30,11 +31,7 @@ DEFAULT_SCORE = "combined"
 
 def scaled_retriever_scores(hits: list[Hit]) -> np.ndarray:
     """Retriever scores of ``hits`` min-max scaled to [0, 1] (all ones when they are equal)."""
-    scores = np.array([h.score for h in hits], dtype=np.float64)
-    if not len(scores):
-        return scores
-    span = scores.max() - scores.min()
-    return (scores - scores.min()) / span if span > 0 else np.ones_like(scores)
+    return min_max(np.array([h.score for h in hits], dtype=np.float64))
 
 
 def rank_answers(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from odqa.errors import OdqaError
-from odqa.retrieval.topk import top_k
+from odqa.retrieval.topk import min_max, top_k
 from odqa.types import RankedIds, Retriever
 
 FUSIONS = ("rrf", "linear")
@@ -28,15 +28,6 @@ def rrf_scores(rankings: list[RankedIds], rrf_k: float) -> tuple[np.ndarray, np.
         [1.0 / (rrf_k + np.arange(1, len(r[0]) + 1, dtype=np.float64)) for r in rankings]
     )
     return _sum_by_id(ids, contributions)
-
-
-def min_max(scores: np.ndarray) -> np.ndarray:
-    """Scores scaled to [0, 1]; a constant list maps to all ones."""
-    scores = scores.astype(np.float64)
-    if len(scores) == 0:
-        return scores
-    low, high = scores.min(), scores.max()
-    return np.ones_like(scores) if high == low else (scores - low) / (high - low)
 
 
 def linear_scores(

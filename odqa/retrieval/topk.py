@@ -1,4 +1,5 @@
-"""Deterministic top-k selection: highest score first, ties broken by passage index."""
+"""Ranking helpers: deterministic top-k (highest score first, ties by passage index) and the
+one min-max scaling used to put scores of different systems on [0, 1]."""
 
 from __future__ import annotations
 
@@ -20,3 +21,12 @@ def top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.n
         ids, scores = ids[kept], scores[kept]
     order = np.lexsort((ids, -scores))[:k]
     return ids[order], scores[order]
+
+
+def min_max(scores: np.ndarray) -> np.ndarray:
+    """Scores scaled to [0, 1]; a constant list maps to all ones."""
+    scores = scores.astype(np.float64)
+    if len(scores) == 0:
+        return scores
+    low, high = scores.min(), scores.max()
+    return np.ones_like(scores) if high == low else (scores - low) / (high - low)

@@ -17,7 +17,7 @@ from odqa.io.corpus import (
     CorpusOptions,
     CorpusStats,
     Document,
-    detect_format,
+    detect_corpus_format,
     iter_passages,
     read_documents,
     split_document,
@@ -158,7 +158,7 @@ def test_real_squad_dev_file(squad_dev: Path) -> None:
     expected = [
         (f"{a['title']}#{n}", p["context"]) for a in data for n, p in enumerate(a["paragraphs"])
     ]
-    assert detect_format(squad_dev) is CorpusFormat.squad
+    assert detect_corpus_format(squad_dev) is CorpusFormat.squad
     docs = documents(squad_dev)
     assert len(docs) == 2067
     assert [(d.id, d.text) for d in docs] == expected
@@ -173,7 +173,7 @@ def test_beir_folder_reads_corpus_only(tmp_path: Path) -> None:
     folder.mkdir()
     write_jsonl(folder / "corpus.jsonl", [{"_id": "b1", "title": "B", "text": "beir text"}])
     write_jsonl(folder / "queries.jsonl", [{"_id": "q1", "text": "a query"}])
-    assert detect_format(folder) is CorpusFormat.beir
+    assert detect_corpus_format(folder) is CorpusFormat.beir
     assert triples(documents(folder)) == [("b1", "B", "beir text")]
 
 
@@ -189,7 +189,7 @@ def test_txt_folder_ids_are_relative_paths(tmp_path: Path) -> None:
     for rel, text in files.items():
         (folder / rel).write_text(text, encoding="utf-8")
     (folder / "ignored.md").write_text("not a text file", encoding="utf-8")
-    assert detect_format(folder) is CorpusFormat.txt
+    assert detect_corpus_format(folder) is CorpusFormat.txt
     docs = documents(folder)
     assert triples(docs) == [(rel, Path(rel).stem, files[rel]) for rel in sorted(files)]
 
@@ -221,7 +221,7 @@ def make_plain(kind: str, tmp_path: Path) -> Path:
 def test_gzip_inputs_read_like_plain_ones(tmp_path: Path, kind: str) -> None:
     plain = make_plain(kind, tmp_path)
     packed = gzip_copy(plain)
-    assert detect_format(packed) is detect_format(plain)
+    assert detect_corpus_format(packed) is detect_corpus_format(plain)
     assert triples(documents(packed)) == triples(documents(plain))
 
 
@@ -236,7 +236,7 @@ def test_gzip_in_beir_and_txt_folders(tmp_path: Path) -> None:
     beir.mkdir()
     plain = write_jsonl(tmp_path / "corpus.jsonl", [{"_id": "z", "text": "zipped"}])
     gzip_copy(plain, beir / "corpus.jsonl.gz")
-    assert detect_format(beir) is CorpusFormat.beir
+    assert detect_corpus_format(beir) is CorpusFormat.beir
     assert triples(documents(beir)) == [("z", "", "zipped")]
 
     folder = tmp_path / "txts"
@@ -268,16 +268,16 @@ def test_gzip_in_beir_and_txt_folders(tmp_path: Path) -> None:
 def test_detect_format_from_name(tmp_path: Path, name: str, expected: CorpusFormat) -> None:
     path = tmp_path / name
     path.write_bytes(b"")
-    assert detect_format(path) is expected
+    assert detect_corpus_format(path) is expected
 
 
 def test_detect_json_by_content(tmp_path: Path) -> None:
     squad = tmp_path / "squad.json"
     squad.write_text(json.dumps(squad_payload({"T": ["x"]})), encoding="utf-8")
     lines = write_jsonl(tmp_path / "lines.json", RECORDS)
-    assert detect_format(squad) is CorpusFormat.squad
-    assert detect_format(gzip_copy(squad)) is CorpusFormat.squad
-    assert detect_format(lines) is CorpusFormat.jsonl
+    assert detect_corpus_format(squad) is CorpusFormat.squad
+    assert detect_corpus_format(gzip_copy(squad)) is CorpusFormat.squad
+    assert detect_corpus_format(lines) is CorpusFormat.jsonl
     assert [d.id for d in documents(lines)] == [r["id"] for r in RECORDS]
 
 
@@ -285,7 +285,7 @@ def test_undetectable_format_lists_every_choice(tmp_path: Path) -> None:
     path = tmp_path / "corpus.csv"
     path.write_text("id,text\n", encoding="utf-8")
     with pytest.raises(InputError) as info:
-        detect_format(path)
+        detect_corpus_format(path)
     for fmt in CorpusFormat:
         if fmt is not CorpusFormat.auto:
             assert fmt.value in str(info.value)

@@ -10,7 +10,7 @@ import pytest
 from odqa.errors import InputError
 from odqa.io.datasets import (
     EvalQuestion,
-    detect_format,
+    detect_dataset_format,
     load_dataset,
     match_predictions,
     read_predictions,
@@ -309,5 +309,6 @@ def test_real_curated_trec(shared_data):
 
 
 def test_detect_format_on_real_files(shared_data):
-    assert detect_format(shared_data / "nq-open" / "topics.dpr.nq.test.txt") == "dpr-tsv"
-    assert detect_format(shared_data / "curatedtrec" / "topics.dpr.curated.test.txt") == "jsonl"
+    assert detect_dataset_format(shared_data / "nq-open" / "topics.dpr.nq.test.txt") == "dpr-tsv"
+    curated = shared_data / "curatedtrec" / "topics.dpr.curated.test.txt"
+    assert detect_dataset_format(curated) == "jsonl"

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from odqa.errors import OdqaError
-from odqa.retrieval.hybrid import HybridRetriever, linear_scores, min_max, rrf_scores
+from odqa.retrieval.hybrid import HybridRetriever, linear_scores, rrf_scores
+from odqa.retrieval.topk import min_max
 from odqa.types import RankedIds
 
 
