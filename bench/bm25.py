@@ -103,8 +103,8 @@ def odqa_analyzer():
 
 def run_odqa(corpus: Path, queries: list[str], work: Path, strategy: str) -> dict[str, Any]:
     from odqa import load_index
-    from odqa.corpus import CorpusOptions
     from odqa.index.build import BuildOptions, build_index
+    from odqa.io.corpus import CorpusOptions
 
     out = work / "index"
     started = time.perf_counter()
@@ -323,8 +323,8 @@ def run_rank_bm25(corpus: Path, queries: list[str], work: Path, _: str) -> dict[
     from rank_bm25 import BM25Okapi
 
     from odqa import load_index
-    from odqa.corpus import CorpusOptions
     from odqa.index.build import BuildOptions, build_index
+    from odqa.io.corpus import CorpusOptions
     from odqa.retrieval.bm25_formulas import BM25Params
 
     analyzer = odqa_analyzer()

@@ -176,8 +176,8 @@ def print_timing(timing: dict, count: int, args: argparse.Namespace) -> dict[str
 def recall_section(args: argparse.Namespace, tmp: Path) -> dict[str, dict[int, float]]:
     """Build the SQuAD dev index (fp32) and measure recall for each retriever and precision."""
     from odqa import load_index
-    from odqa.corpus import CorpusOptions
     from odqa.index.build import BuildOptions, build_index
+    from odqa.io.corpus import CorpusOptions
     from odqa.retrieval.dense import DenseRetriever, build_dense
     from odqa.retrieval.dense_options import DenseOptions
     from odqa.retrieval.hybrid import HybridRetriever

@@ -156,8 +156,8 @@ def main() -> None:
 
     from odqa import load_index
     from odqa.answering.open_book import read_hits
-    from odqa.corpus import CorpusOptions
     from odqa.index.build import BuildOptions, build_index
+    from odqa.io.corpus import CorpusOptions
     from odqa.readers.extractive import ExtractiveReader, ReaderParams, load_qa_model
     from odqa.types import Query
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 import numpy as np
 
 from odqa.readers.merge import merge_by_key, passage_fields, softmax
+from odqa.retrieval import bm25_formulas as bm25
+from odqa.retrieval.bm25_formulas import BM25Params
 from odqa.text import Analyzer, normalize_answer
 from odqa.types import Answer, Hit
 
@@ -54,23 +56,21 @@ def sentence_around(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def bm25_scorer(analyzer: Analyzer, k1: float = 1.2, b: float = 0.75) -> Scorer:
-    """BM25 of the question against a pool of sentences, statistics taken from the pool."""
+    """Lucene BM25 (:mod:`odqa.retrieval.bm25_formulas`) of the question against a pool of
+    sentences, statistics taken from the pool; each question term counts once."""
+    params = BM25Params(variant="lucene", k1=k1, b=b)
 
     def score(question: str, sentences: list[str]) -> np.ndarray:
         docs = analyzer.tokenize_many(sentences)
-        terms = set(analyzer.tokenize(question))
+        terms = sorted(set(analyzer.tokenize(question)))
         if not docs or not terms:
             return np.zeros(len(docs))
         lengths = np.array([len(d) for d in docs], dtype=np.float64)
-        avg = max(lengths.mean(), 1e-9)
+        norm = bm25.length_norm(params, lengths, max(float(lengths.mean()), 1e-9))
         counts = [Counter(d) for d in docs]
-        total = np.zeros(len(docs))
-        for term in terms:
-            tf = np.array([c.get(term, 0) for c in counts], dtype=np.float64)
-            df = np.count_nonzero(tf)
-            idf = np.log(1 + (len(docs) - df + 0.5) / (df + 0.5))
-            total += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * lengths / avg))
-        return total
+        tf = np.array([[c.get(term, 0) for c in counts] for term in terms], dtype=np.float64)
+        idf = bm25.idf(params, np.count_nonzero(tf, axis=1), len(docs))
+        return idf @ bm25.weight(params, tf, norm[None, :])
 
     return score
 

@@ -276,3 +276,22 @@ def test_sentence_fallback_on_empty_hits(index):
 
 def test_sample_corpus_is_present():
     assert Path(SAMPLE_CORPUS).is_file()
+
+
+def test_sentence_bm25_is_the_index_lucene_formula_over_the_pool() -> None:
+    from odqa.retrieval.bm25_formulas import BM25Params, idf, length_norm, weight
+
+    analyzer = Analyzer(stopwords="none", stemmer="none")
+    pool = ["the violin has four strings", "a cello has strings", "the piano has keys and keys"]
+    got = bm25_scorer(analyzer, k1=1.2, b=0.75)("violin strings strings", pool)
+    params = BM25Params(variant="lucene", k1=1.2, b=0.75)
+    docs = [s.split() for s in pool]
+    lengths = np.array([len(d) for d in docs], dtype=np.float64)
+    norm = length_norm(params, lengths, lengths.mean())
+    expected = np.zeros(len(pool))
+    for term in ("violin", "strings"):  # each question term once
+        tf = np.array([d.count(term) for d in docs], dtype=np.float64)
+        expected += idf(params, np.array([np.count_nonzero(tf)]), len(pool))[0] * weight(
+            params, tf, norm
+        )
+    assert np.allclose(got, expected) and got[2] == 0 and got[0] > got[1] > 0
