@@ -59,7 +59,7 @@ def peer_runners(texts: list[str], batch_size: int) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from odqa.models import DEFAULT_DENSE_ENCODER, resolve_model
+    from odqa.runtime.hub import DEFAULT_DENSE_ENCODER, resolve_model
 
     path = resolve_model(DEFAULT_DENSE_ENCODER)
     model = SentenceTransformer(path, device="cpu")
@@ -95,7 +95,7 @@ def time_encoders(texts: list[str], threads: int, batch_size: int, rounds: int) 
     import torch
 
     from odqa.encoders import TextEncoder, inspect_encoder
-    from odqa.models import DEFAULT_DENSE_ENCODER
+    from odqa.runtime.hub import DEFAULT_DENSE_ENCODER
 
     torch.set_num_threads(threads)
     spec = inspect_encoder(DEFAULT_DENSE_ENCODER)

@@ -62,7 +62,7 @@ def save_random_reader(folder: Path) -> str:
     import torch
     from transformers import AutoConfig, AutoTokenizer, BertForQuestionAnswering
 
-    from odqa.models import DEFAULT_DENSE_ENCODER, resolve_model
+    from odqa.runtime.hub import DEFAULT_DENSE_ENCODER, resolve_model
 
     source = resolve_model(DEFAULT_DENSE_ENCODER)
     config = AutoConfig.from_pretrained(source)

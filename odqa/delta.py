@@ -35,7 +35,7 @@ def save_delta(model: Any, base: str, folder: Path, dtype: str = "float16") -> i
     import torch
     from safetensors.torch import save_file
 
-    from odqa.models import quiet_transformers, resolve_model
+    from odqa.runtime.hub import quiet_transformers, resolve_model
 
     with quiet_transformers():
         reference = type(model).from_pretrained(resolve_model(base), config=model.config)
@@ -79,7 +79,7 @@ def load_delta(model_class: Any, folder: str | Path) -> Any:
     from safetensors.torch import load_file
     from transformers import AutoConfig
 
-    from odqa.models import load_pretrained
+    from odqa.runtime.hub import load_pretrained
 
     folder = Path(folder)
     base = delta_base(folder)

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from odqa.encoders.pooling import l2_normalize, pool
 from odqa.encoders.spec import EncoderSpec
 from odqa.errors import OdqaError
-from odqa.models import load_pretrained
 from odqa.runtime import onnx
 from odqa.runtime.hardware import resolve_precision
+from odqa.runtime.hub import load_pretrained
 
 if TYPE_CHECKING:
     import numpy as np

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from odqa.errors import ModelNotAvailableError
-from odqa.models import resolve_model
+from odqa.runtime.hub import resolve_model
 
 MAX_LENGTH_CAP = 512
 _ST_POOLING = {

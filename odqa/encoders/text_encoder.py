@@ -110,7 +110,7 @@ class TextEncoder:
         from transformers import AutoTokenizer
 
         from odqa.encoders.backends import make_forward
-        from odqa.models import load_pretrained, resolve_device
+        from odqa.runtime.hub import load_pretrained, resolve_device
 
         self.spec = self.spec.with_location()
         device = "cpu" if self.backend != "torch" and self.device == "auto" else self.device

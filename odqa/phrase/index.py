@@ -107,7 +107,7 @@ def passage_windows(tokenizer, titles: list[str], texts: list[str], max_length: 
 
 
 def _device(name: str) -> str:
-    from odqa.models import resolve_device
+    from odqa.runtime.hub import resolve_device
 
     return resolve_device(name)
 
@@ -198,7 +198,7 @@ class PhraseEncoder:
 def _positions(passages, char_starts, titles, texts, first, encoder) -> np.ndarray:
     """Token position of each kept token in its passage text (by character start); the
     passages' texts are tokenised in one batch."""
-    from odqa.models import quiet_transformers
+    from odqa.runtime.hub import quiet_transformers
 
     out = np.zeros(len(passages), dtype=np.int32)
     unique = np.unique(passages)

@@ -157,7 +157,7 @@ def load_phrase_model(name: str) -> tuple[Any, Any]:
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from odqa.models import load_pretrained, quiet_transformers, resolve_model
+    from odqa.runtime.hub import load_pretrained, quiet_transformers, resolve_model
 
     folder = Path(resolve_model(name))
     if not folder.is_dir():
@@ -224,7 +224,7 @@ def save_phrase_model(model: Any, tokenizer: Any, folder: Path, *, delta_over: s
     import torch
     from safetensors.torch import save_file
 
-    from odqa.models import quiet_transformers, resolve_model
+    from odqa.runtime.hub import quiet_transformers, resolve_model
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     config = model.config

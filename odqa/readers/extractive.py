@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from odqa.errors import MissingDependencyError, ModelNotAvailableError, OdqaError
-from odqa.models import load_pretrained, quiet_transformers, resolve_device, resolve_model
 from odqa.readers.spans import spans_to_chars, top_spans
 from odqa.readers.windows import Window, encode_question, pad_batch
 from odqa.runtime.batching import length_sorted_batches
+from odqa.runtime.hub import load_pretrained, quiet_transformers, resolve_device, resolve_model
 
 DEFAULT_READER = "odqa/reader-minilm"
 """odqa's own reader (all-MiniLM-L6-v2 fine-tuned on SQuAD v1.1 train), shipped in the package."""

@@ -25,9 +25,9 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from odqa.errors import ModelNotAvailableError, OdqaError
-from odqa.models import load_pretrained, quiet_transformers, resolve_device
 from odqa.readers.merge import merge_by_key
 from odqa.runtime.batching import length_sorted_batches, pad_ids
+from odqa.runtime.hub import load_pretrained, quiet_transformers, resolve_device
 from odqa.text import normalize_answer
 from odqa.types import Answer
 

@@ -34,7 +34,7 @@ def model_folders(name: str) -> list[str] | None:
     None when they cannot be found without loading the model (a hub id not in the cache)."""
     from odqa.delta import DELTA_META, is_delta_folder
     from odqa.errors import ModelNotAvailableError
-    from odqa.models import resolve_model
+    from odqa.runtime.hub import resolve_model
 
     try:
         resolved = resolve_model(name)

@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from odqa.errors import OdqaError
-from odqa.models import DEFAULT_DENSE_ENCODER
 from odqa.runtime.hardware import PRECISIONS
+from odqa.runtime.hub import DEFAULT_DENSE_ENCODER
 
 POOLINGS = ("cls", "mean", "max")
 BACKENDS = ("torch", "onnx", "int8")

@@ -73,7 +73,7 @@ class DenseTrainTask:
     def build_model(self) -> Any:
         from transformers import AutoModel
 
-        from odqa.models import load_pretrained, quiet_transformers
+        from odqa.runtime.hub import load_pretrained, quiet_transformers
 
         with quiet_transformers():
             return load_pretrained(AutoModel.from_pretrained, self.spec.path, "base", "--base")

@@ -180,7 +180,7 @@ def train(
     """
     import torch
 
-    from odqa.models import resolve_device
+    from odqa.runtime.hub import resolve_device
 
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)

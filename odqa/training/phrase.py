@@ -114,8 +114,8 @@ class PhraseTrainTask:
     def build_model(self) -> Any:
         from transformers import AutoModel
 
-        from odqa.models import load_pretrained, quiet_transformers
         from odqa.phrase.model import PhraseModelConfig, build_phrase_model
+        from odqa.runtime.hub import load_pretrained, quiet_transformers
 
         with quiet_transformers():
             encoder = load_pretrained(

@@ -154,7 +154,7 @@ class ReaderTrainTask:
         from transformers import AutoModelForQuestionAnswering
 
         from odqa.delta import is_delta_folder, load_delta
-        from odqa.models import load_pretrained, quiet_transformers, resolve_model
+        from odqa.runtime.hub import load_pretrained, quiet_transformers, resolve_model
 
         source, flag = (self.params.init, "--init") if self.params.init else (
             self.params.base, "--base")

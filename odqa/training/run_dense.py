@@ -52,7 +52,7 @@ def train_dense(
     from transformers import AutoTokenizer
 
     from odqa.encoders.spec import inspect_encoder
-    from odqa.models import load_pretrained, quiet_transformers
+    from odqa.runtime.hub import load_pretrained, quiet_transformers
 
     check_output(out, force)
     checkpoint_dir = checkpoint_dir or out.with_name(out.name + ".train-state")

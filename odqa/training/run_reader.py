@@ -53,7 +53,7 @@ def load_base_tokenizer(base: str) -> Any:
     """The fast tokenizer of the model training starts from (one-line error when missing)."""
     from transformers import AutoTokenizer
 
-    from odqa.models import load_pretrained, quiet_transformers
+    from odqa.runtime.hub import load_pretrained, quiet_transformers
 
     with quiet_transformers():
         return load_pretrained(AutoTokenizer.from_pretrained, base, "base", "--base")

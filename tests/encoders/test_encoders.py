@@ -209,7 +209,7 @@ def test_missing_model_and_unsupported_settings_raise_clear_errors(
 def test_packaged_minilm_matches_sentence_transformers_encode() -> None:
     from sentence_transformers import SentenceTransformer
 
-    from odqa.models import DEFAULT_DENSE_ENCODER, resolve_model
+    from odqa.runtime.hub import DEFAULT_DENSE_ENCODER, resolve_model
 
     queries = ["who wrote the music for the opera?", "largest city in the north"]
     texts = [

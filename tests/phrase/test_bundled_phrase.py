@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from odqa.cli import app
-from odqa.models import packaged_model_path
 from odqa.phrase.model import TOKENIZER_FILES
+from odqa.runtime.hub import packaged_model_path
 
 from conftest import SAMPLE_CORPUS, SAMPLE_QUESTIONS
 

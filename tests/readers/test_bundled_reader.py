@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from odqa.models import packaged_model_path
 from odqa.readers.extractive import DEFAULT_READER
+from odqa.runtime.hub import packaged_model_path
 
 BUNDLED = Path(__file__).resolve().parents[2] / "odqa" / "models" / "reader-minilm"
 MAX_BYTES = 25 * 1024 * 1024

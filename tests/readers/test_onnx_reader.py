@@ -13,10 +13,10 @@ import pytest
 
 from odqa import load_index
 from odqa.answering.open_book import answer_open_book
-from odqa.models import packaged_model_path
 from odqa.readers import onnx_backend
 from odqa.readers.extractive import DEFAULT_READER, ExtractiveReader, ReaderParams
 from odqa.runtime.fast_tokenizer import FastTokenizer
+from odqa.runtime.hub import packaged_model_path
 from odqa.types import Query
 
 from conftest import run_odqa as run_cli

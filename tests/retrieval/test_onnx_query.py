@@ -166,7 +166,7 @@ def test_cli_index_precision_is_recorded_and_checked(tmp_path: Path, encoder_dir
 
 @pytest.mark.slow
 def test_packaged_minilm_export_reproduces_torch_vectors(tmp_path: Path) -> None:
-    from odqa.models import DEFAULT_DENSE_ENCODER
+    from odqa.runtime.hub import DEFAULT_DENSE_ENCODER
 
     encoder = TextEncoder(inspect_encoder(DEFAULT_DENSE_ENCODER), device="cpu")
     record = export_query_encoder(encoder, tmp_path / EXPORT_DIR, quantize=False)

@@ -10,11 +10,11 @@ import pytest
 
 from odqa.encoders import TextEncoder, inspect_encoder
 from odqa.errors import OdqaError
-from odqa.models import DEFAULT_DENSE_ENCODER, resolve_model
 from odqa.readers.spans import top_spans
 from odqa.readers.windows import encode_pairs
 from odqa.runtime import hardware, onnx
 from odqa.runtime.fast_tokenizer import FastTokenizer
+from odqa.runtime.hub import DEFAULT_DENSE_ENCODER, resolve_model
 
 from tiny_models import save_sentence_transformers, save_tiny_bert
 

