@@ -96,15 +96,13 @@ def ranked_ids(rows: list[Any]) -> np.ndarray:
 
 
 def odqa_analyzer():
-    from odqa.text import Analyzer
+    from odqa import Analyzer
 
     return Analyzer()
 
 
 def run_odqa(corpus: Path, queries: list[str], work: Path, strategy: str) -> dict[str, Any]:
-    from odqa import load_index
-    from odqa.index.build import BuildOptions, build_index
-    from odqa.io.corpus import CorpusOptions
+    from odqa import BuildOptions, CorpusOptions, build_index, load_index
 
     out = work / "index"
     started = time.perf_counter()
@@ -146,7 +144,7 @@ def run_bm25s(corpus: Path, queries: list[str], work: Path, backend: str) -> dic
     import bm25s
     import Stemmer
 
-    from odqa.text import ENGLISH_STOPWORDS, WORD_RE
+    from odqa import ENGLISH_STOPWORDS, WORD_RE
 
     stemmer, stopwords = Stemmer.Stemmer("english"), sorted(ENGLISH_STOPWORDS)
     out = work / "index"
@@ -268,7 +266,7 @@ def run_tantivy(corpus: Path, queries: list[str], work: Path, _: str) -> dict[st
 
     import tantivy
 
-    from odqa.text import ENGLISH_STOPWORDS
+    from odqa import ENGLISH_STOPWORDS
 
     analyzer = odqa_analyzer()
     started = time.perf_counter()
@@ -322,10 +320,7 @@ def run_rank_bm25(corpus: Path, queries: list[str], work: Path, _: str) -> dict[
     and rank-bm25's queries/s (it scores every passage in Python)."""
     from rank_bm25 import BM25Okapi
 
-    from odqa import load_index
-    from odqa.index.build import BuildOptions, build_index
-    from odqa.io.corpus import CorpusOptions
-    from odqa.retrieval.bm25_formulas import BM25Params
+    from odqa import BM25Params, BuildOptions, CorpusOptions, build_index, load_index
 
     analyzer = odqa_analyzer()
     params = BM25Params(variant="okapi", k1=0.9, b=0.4)

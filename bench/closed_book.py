@@ -93,7 +93,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from odqa.readers.generative import GenerationParams, Seq2SeqReader
+    from odqa import GenerationParams, Seq2SeqReader
 
     torch.set_num_threads(args.threads)
     questions = nq_questions(args.questions)

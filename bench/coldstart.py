@@ -87,8 +87,7 @@ def main() -> None:
     parser.add_argument("--reader", help="reader model (default: odqa's default reader)")
     args = parser.parse_args()
 
-    from odqa.readers.extractive import DEFAULT_READER
-    from odqa.runtime.hub import packaged_model_path
+    from odqa import DEFAULT_READER, packaged_model_path
 
     if args.reader is None and packaged_model_path(DEFAULT_READER) is None:
         raise SystemExit(

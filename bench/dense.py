@@ -59,7 +59,7 @@ def peer_runners(texts: list[str], batch_size: int) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from odqa.runtime.hub import DEFAULT_DENSE_ENCODER, resolve_model
+    from odqa import DEFAULT_DENSE_ENCODER, resolve_model
 
     path = resolve_model(DEFAULT_DENSE_ENCODER)
     model = SentenceTransformer(path, device="cpu")
@@ -94,8 +94,7 @@ def time_encoders(texts: list[str], threads: int, batch_size: int, rounds: int) 
     """Best-of-rounds passages/s for each sentence-transformers and odqa configuration."""
     import torch
 
-    from odqa.encoders import TextEncoder, inspect_encoder
-    from odqa.runtime.hub import DEFAULT_DENSE_ENCODER
+    from odqa import DEFAULT_DENSE_ENCODER, TextEncoder, inspect_encoder
 
     torch.set_num_threads(threads)
     spec = inspect_encoder(DEFAULT_DENSE_ENCODER)
@@ -119,7 +118,7 @@ def time_encoders(texts: list[str], threads: int, batch_size: int, rounds: int) 
 
 
 def recall(index, retriever, questions: list[dict], name: str) -> dict[int, float]:
-    from odqa.evaluate import AnswerMatcher, first_hit_rank, top_k_accuracy
+    from odqa import AnswerMatcher, first_hit_rank, top_k_accuracy
 
     matcher = AnswerMatcher(lambda i: index.passages[i].text)
     start = time.perf_counter()
@@ -147,7 +146,7 @@ def squad_texts() -> list[str]:
 
 def print_timing(timing: dict, count: int, args: argparse.Namespace) -> dict[str, float]:
     """The encoding table; returns passages/s per configuration."""
-    from odqa.runtime.hardware import has_amx_bf16, resolve_precision
+    from odqa import has_amx_bf16, resolve_precision
 
     seconds = timing["seconds"]
     reference = timing["vectors"]["odqa torch fp32"]
@@ -175,12 +174,16 @@ def print_timing(timing: dict, count: int, args: argparse.Namespace) -> dict[str
 
 def recall_section(args: argparse.Namespace, tmp: Path) -> dict[str, dict[int, float]]:
     """Build the SQuAD dev index (fp32) and measure recall for each retriever and precision."""
-    from odqa import load_index
-    from odqa.index.build import BuildOptions, build_index
-    from odqa.io.corpus import CorpusOptions
-    from odqa.retrieval.dense import DenseRetriever, build_dense
-    from odqa.retrieval.dense_options import DenseOptions
-    from odqa.retrieval.hybrid import HybridRetriever
+    from odqa import (
+        BuildOptions,
+        CorpusOptions,
+        DenseOptions,
+        DenseRetriever,
+        HybridRetriever,
+        build_dense,
+        build_index,
+        load_index,
+    )
 
     questions = read_questions(args.questions)
     out = tmp / "squad"

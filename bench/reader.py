@@ -62,7 +62,7 @@ def save_random_reader(folder: Path) -> str:
     import torch
     from transformers import AutoConfig, AutoTokenizer, BertForQuestionAnswering
 
-    from odqa.runtime.hub import DEFAULT_DENSE_ENCODER, resolve_model
+    from odqa import DEFAULT_DENSE_ENCODER, resolve_model
 
     source = resolve_model(DEFAULT_DENSE_ENCODER)
     config = AutoConfig.from_pretrained(source)
@@ -154,12 +154,17 @@ def main() -> None:
 
     import torch
 
-    from odqa import load_index
-    from odqa.answering.open_book import read_hits
-    from odqa.index.build import BuildOptions, build_index
-    from odqa.io.corpus import CorpusOptions
-    from odqa.readers.extractive import ExtractiveReader, ReaderParams, load_qa_model
-    from odqa.types import Query
+    from odqa import (
+        BuildOptions,
+        CorpusOptions,
+        ExtractiveReader,
+        Query,
+        ReaderParams,
+        build_index,
+        load_index,
+        load_qa_model,
+        read_hits,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
