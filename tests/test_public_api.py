@@ -36,3 +36,16 @@ def test_benchmarks_import_only_the_public_api() -> None:
                     found += [f"{path.name}: {a.name}" for a in node.names
                               if a.name not in odqa.__all__]  # fmt: skip
     assert found == []
+
+
+def test_lower_layers_do_not_import_upper_ones() -> None:
+    """io, encoders and runtime sit under index and retrieval: no import goes upward."""
+    upper = ("odqa.index", "odqa.retrieval", "odqa.answering", "odqa.cli", "odqa.evaluation")
+    found = []
+    for layer in ("io", "encoders", "runtime"):
+        for path in sorted((REPO / "odqa" / layer).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                found += [f"{layer}/{path.name}: {n}" for n in names if n.startswith(upper)]
+    assert found == []

@@ -5,14 +5,54 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from odqa.encoders.spec import EncoderSpec, inspect_encoder
 from odqa.encoders.text_encoder import TextEncoder
-from odqa.retrieval.dense_options import DenseOptions
 from odqa.types import Passage
+
+
+class EncoderOptions(Protocol):
+    """The encoder settings :meth:`DualEncoder.from_options` reads (DenseOptions has them); a
+    protocol, so encoders depend on no retrieval module."""
+
+    @property
+    def encoder(self) -> str: ...
+
+    @property
+    def query_encoder(self) -> str | None: ...
+
+    @property
+    def passage_prefix(self) -> str: ...
+
+    @property
+    def query_prefix(self) -> str: ...
+
+    @property
+    def pooling(self) -> str | None: ...
+
+    @property
+    def normalize(self) -> bool | None: ...
+
+    @property
+    def max_length(self) -> int | None: ...
+
+    @property
+    def include_title(self) -> bool: ...
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def precision(self) -> str: ...
 
 
 @dataclass
@@ -30,8 +70,9 @@ class DualEncoder:
     include_title: bool = True
 
     @classmethod
-    def from_options(cls, options: DenseOptions, threads: int | None = None) -> DualEncoder:
-        """Inspect the model(s) named in ``options``; nothing is loaded yet."""
+    def from_options(cls, options: EncoderOptions, threads: int | None = None) -> DualEncoder:
+        """Inspect the model(s) named in ``options`` (e.g. a DenseOptions); nothing is loaded
+        yet."""
         settings: dict[str, Any] = dict(
             pooling=options.pooling, normalize=options.normalize, max_length=options.max_length
         )
