@@ -6,11 +6,10 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import odqa
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
 
 
 def test_every_public_name_resolves() -> None:

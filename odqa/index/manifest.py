@@ -37,6 +37,8 @@ CORE_SCHEMA: dict[str, dict[str, type]] = {
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
                list: "a list", dict: "an object"}
 REBUILD = "rebuild the index with this odqa (`odqa index ... --force`)"
+_CORPUS_OPTIONS = frozenset(f.name for f in fields(CorpusOptions))
+"""The CorpusOptions fields (what a version-1 manifest kept flat inside ``corpus``)."""
 _BUILD_KEYS_V1 = {"odqa_version": "odqa_version", "created": "created",
                   "build_seconds": "seconds", "libraries": "libraries"}
 
@@ -67,8 +69,9 @@ class CorpusRecord:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CorpusRecord:
-        known = {f.name for f in fields(CorpusOptions)}
-        options = CorpusOptions(**{k: v for k, v in data["options"].items() if k in known})
+        options = CorpusOptions(
+            **{k: v for k, v in data["options"].items() if k in _CORPUS_OPTIONS}
+        )
         return cls(tuple(data["inputs"]), options, data["documents"], data["passages"],
                    data["empty_skipped"], data.get("whitespace_id"))
 
@@ -143,8 +146,7 @@ def upgrade_v1(manifest: dict[str, Any]) -> dict[str, Any]:
     listed = manifest.get("kinds")
     kinds: list[Any] = listed if isinstance(listed, list) else []
     corpus = dict(manifest.get("corpus") or {})
-    option_names = {f.name for f in fields(CorpusOptions)}
-    options = {k: corpus.pop(k) for k in list(corpus) if k in option_names}
+    options = {k: corpus.pop(k) for k in list(corpus) if k in _CORPUS_OPTIONS}
     corpus["options"] = options
     corpus.setdefault("empty_skipped", 0)
     build = {new: manifest[old] for old, new in _BUILD_KEYS_V1.items() if old in manifest}

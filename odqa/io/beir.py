@@ -15,12 +15,20 @@ QRELS_PREFERENCE = ("test.tsv", "dev.tsv")
 """Which qrels file a folder with several is evaluated on, first found wins."""
 
 
-def beir_corpus_file(folder: Path) -> Path:
-    """The folder's ``corpus.jsonl`` (or ``corpus.jsonl.gz``)."""
+def find_beir_corpus(folder: Path) -> Path | None:
+    """The folder's ``corpus.jsonl`` (or ``corpus.jsonl.gz``), None when it has neither."""
     for name in ("corpus.jsonl", "corpus.jsonl.gz"):
         if (folder / name).is_file():
             return folder / name
-    raise InputError(folder, None, "not a BEIR folder: it has no corpus.jsonl(.gz)")
+    return None
+
+
+def beir_corpus_file(folder: Path) -> Path:
+    """The folder's ``corpus.jsonl`` (or ``corpus.jsonl.gz``), or an InputError."""
+    found = find_beir_corpus(folder)
+    if found is None:
+        raise InputError(folder, None, "not a BEIR folder: it has no corpus.jsonl(.gz)")
+    return found
 
 
 def read_beir_queries(folder: Path) -> dict[str, str]:

@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 
 from odqa.errors import InputError, OdqaError
-from odqa.io.beir import beir_corpus_file
+from odqa.io.beir import beir_corpus_file, find_beir_corpus
 from odqa.io.lines import decoded_lines, json_records, positioned_lines
 from odqa.io.squad import load_squad_articles, sniff_squad
 from odqa.types import Passage
@@ -78,9 +78,9 @@ def input_size(path: Path) -> int:
         return path.stat().st_size
     if not path.is_dir():
         return 0
-    for name in ("corpus.jsonl", "corpus.jsonl.gz"):
-        if (path / name).is_file():
-            return (path / name).stat().st_size
+    corpus = find_beir_corpus(path)
+    if corpus is not None:
+        return corpus.stat().st_size
     return sum(p.stat().st_size for p in _txt_files(path))
 
 
@@ -91,9 +91,7 @@ def _strip_gz(name: str) -> str:
 def detect_corpus_format(path: Path) -> CorpusFormat:
     """Guess the format of ``path`` from its name, or its first bytes for ``.json``."""
     if path.is_dir():
-        if any((path / name).exists() for name in ("corpus.jsonl", "corpus.jsonl.gz")):
-            return CorpusFormat.beir
-        return CorpusFormat.txt
+        return CorpusFormat.txt if find_beir_corpus(path) is None else CorpusFormat.beir
     name = _strip_gz(path.name.lower())
     if name.endswith((".jsonl", ".ndjson")):
         return CorpusFormat.jsonl

@@ -28,7 +28,7 @@ from typing import Any
 
 from odqa.errors import InputError
 from odqa.io.beir import pick_qrels, read_beir_queries, read_qrels
-from odqa.io.lines import json_records, tsv_rows
+from odqa.io.lines import decoded_lines, json_records, tsv_rows
 from odqa.io.squad import is_squad_name, load_squad_articles, squad_items
 
 FORMATS = ("squad", "jsonl", "dpr-tsv", "trec-tsv", "beir")
@@ -76,8 +76,7 @@ def detect_dataset_format(path: Path) -> str:
         raise InputError(path, None, "no such file or folder")
     if is_squad_name(path):
         return "squad"
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        first = next((line for line in handle if line.strip()), None)
+    first = next((text for _, text in decoded_lines(path) if text.strip()), None)
     if first is None:
         raise InputError(path, None, "the dataset file is empty")
     if first.lstrip().startswith("{"):
@@ -203,17 +202,16 @@ def _read_dpr_tsv(path: Path) -> list[EvalQuestion]:
 
 def _read_trec_tsv(path: Path) -> list[EvalQuestion]:
     questions = []
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) < 4 or not fields[2].strip():
-                raise InputError(path, number, "expected id, type, question and answer regex")
-            # A tab inside the regex itself splits it further; the regex is the rest of the line.
-            pattern = "\t".join(fields[3:])
-            questions.append(EvalQuestion(fields[0], fields[2].strip(), (pattern,)))
+    for number, text in decoded_lines(path):
+        line = text.rstrip("\r\n")
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 4 or not fields[2].strip():
+            raise InputError(path, number, "expected id, type, question and answer regex")
+        # A tab inside the regex itself splits it further; the regex is the rest of the line.
+        pattern = "\t".join(fields[3:])
+        questions.append(EvalQuestion(fields[0], fields[2].strip(), (pattern,)))
     return questions
 
 

@@ -18,7 +18,6 @@ import numpy as np
 
 from odqa.readers.merge import merge_by_key, passage_fields, softmax
 from odqa.retrieval import bm25_formulas as bm25
-from odqa.retrieval.bm25_formulas import BM25Params
 from odqa.text import Analyzer, normalize_answer
 from odqa.types import Answer, Hit
 
@@ -58,7 +57,7 @@ def sentence_around(text: str, start: int, end: int) -> tuple[int, int]:
 def bm25_scorer(analyzer: Analyzer, k1: float = 1.2, b: float = 0.75) -> Scorer:
     """Lucene BM25 (:mod:`odqa.retrieval.bm25_formulas`) of the question against a pool of
     sentences, statistics taken from the pool; each question term counts once."""
-    params = BM25Params(variant="lucene", k1=k1, b=b)
+    params = bm25.BM25Params(variant="lucene", k1=k1, b=b)
 
     def score(question: str, sentences: list[str]) -> np.ndarray:
         docs = analyzer.tokenize_many(sentences)

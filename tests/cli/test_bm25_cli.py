@@ -19,7 +19,8 @@ from odqa.io.corpus import CorpusOptions
 from odqa.lazy_hits import StoredHit, parse_head
 from odqa.types import Hit
 
-REPO = Path(__file__).resolve().parents[2]
+from conftest import REPO
+
 SAMPLE = REPO / "data" / "sample_corpus.jsonl"
 runner = CliRunner()
 

@@ -11,6 +11,8 @@ from rich.progress import TextColumn
 
 from odqa.cli.progress import LoggedProgress
 
+from conftest import REPO
+
 
 def run_bar(console: Console) -> None:
     bar = LoggedProgress(TextColumn("{task.description}"), console=console, log_seconds=0.02)
@@ -40,9 +42,8 @@ def test_a_terminal_gets_the_bar_only():
 
 def test_only_the_cli_imports_rich():
     import ast
-    from pathlib import Path
 
-    package = Path(__file__).resolve().parents[2] / "odqa"
+    package = REPO / "odqa"
     importers = []
     for path in sorted(package.rglob("*.py")):
         if path.is_relative_to(package / "cli"):

@@ -312,3 +312,16 @@ def test_detect_format_on_real_files(shared_data):
     assert detect_dataset_format(shared_data / "nq-open" / "topics.dpr.nq.test.txt") == "dpr-tsv"
     curated = shared_data / "curatedtrec" / "topics.dpr.curated.test.txt"
     assert detect_dataset_format(curated) == "jsonl"
+
+
+def test_dataset_files_are_read_through_the_line_reader(tmp_path):
+    import gzip
+
+    trec = tmp_path / "curated.tsv.gz"
+    trec.write_bytes(gzip.compress(b"1\tfactoid\twho wrote hamlet\tShakespeare\n"))
+    assert [q.question for q in load_dataset(trec).questions] == ["who wrote hamlet"]
+    broken = tmp_path / "topics.txt"
+    broken.write_bytes(b"q1\t['a']\nq2\t['\xff']\n")
+    with pytest.raises(InputError) as info:
+        load_dataset(broken)
+    assert info.value.line == 2 and "invalid UTF-8" in info.value.reason

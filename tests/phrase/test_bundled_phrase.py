@@ -13,9 +13,9 @@ from odqa.cli import app
 from odqa.phrase.model import TOKENIZER_FILES
 from odqa.runtime.hub import packaged_model_path
 
-from conftest import SAMPLE_CORPUS, SAMPLE_QUESTIONS
+from conftest import REPO, SAMPLE_CORPUS, SAMPLE_QUESTIONS
 
-BUNDLED = Path(__file__).resolve().parents[2] / "odqa" / "models" / "phrase-minilm"
+BUNDLED = REPO / "odqa" / "models" / "phrase-minilm"
 NAME = "odqa/phrase-minilm"
 MAX_BYTES = 25 * 1024 * 1024
 DEV_ARTICLES = 2

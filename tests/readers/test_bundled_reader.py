@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from odqa.readers.extractive import DEFAULT_READER
 from odqa.runtime.hub import packaged_model_path
 
-BUNDLED = Path(__file__).resolve().parents[2] / "odqa" / "models" / "reader-minilm"
+from conftest import REPO
+
+BUNDLED = REPO / "odqa" / "models" / "reader-minilm"
 MAX_BYTES = 25 * 1024 * 1024
 DEV_SLICE = 300
 
