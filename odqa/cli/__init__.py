@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from odqa import __version__, progress
-from odqa.cli.commands import ask, eval, index, info, search, train
+from odqa.cli.commands import ask, eval, index, info, merge, search, train
 
 
 def _rich_progress(enabled: bool) -> progress.ProgressDisplay:
@@ -41,6 +41,7 @@ def main(
 
 
 app.command("index")(index.index_command)
+app.command("merge")(merge.merge_command)
 app.command("search")(search.search_command)
 app.command("info")(info.info_command)
 app.command("ask")(ask.ask_command)

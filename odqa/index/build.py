@@ -14,7 +14,8 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -23,12 +24,14 @@ from typing import Any
 
 from odqa import __version__
 from odqa.errors import OdqaError
-from odqa.index.families import FAMILIES, get_family
+from odqa.index.executors import Executor, InProcess
+from odqa.index.families import FAMILIES, BuildContext, get_family
 from odqa.index.manifest import (
     MANIFEST,
     BuildRecord,
     CorpusRecord,
     Manifest,
+    ShardRecord,
     index_entries,
     is_odqa_index,
 )
@@ -76,6 +79,34 @@ class BuildOptions:
             )
         for name in self.retrievers:
             FAMILIES[name].options(self)
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """Shard ``index`` of ``count`` (from 0): the ``index``-th of ``count`` contiguous, equal
+    (to one passage) ranges of the corpus's passages, in corpus order."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise OdqaError(
+                f"--shard {self.index}/{self.count}: the shard number must be 0 to "
+                f"{self.count - 1} (shards are counted from 0), e.g. --shard 0/{self.count}"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> ShardSpec:
+        """``"I/N"`` as a shard spec (OdqaError with the expected form otherwise)."""
+        index, _, count = text.partition("/")
+        if not (index.strip().isdigit() and count.strip().isdigit()) or int(count) < 1:
+            raise OdqaError(f"--shard '{text}' is not I/N (shard I of N, from 0), e.g. 0/4")
+        return cls(int(index), int(count))
+
+    def range(self, total: int) -> tuple[int, int]:
+        """The ``[start, stop)`` passages of this shard among ``total``."""
+        return total * self.index // self.count, total * (self.index + 1) // self.count
 
 
 def bm25_text(passage: Passage) -> str:
@@ -237,16 +268,41 @@ def build_index(
     resume: bool = False,
     progress: ProgressDisplay | None = None,
     notify: Callable[[str], None] = _notice,
+    executor: Executor | None = None,
+    shard: ShardSpec | None = None,
 ) -> Manifest:
     """Build the index for ``inputs`` at ``out`` and return its manifest.
 
     ``notify`` receives one-line notices (a stale lock or partial build taken over).
+    ``executor`` runs the families' work units (default: this process); ``shard`` builds only
+    that shard of the passages (merge the shards with :func:`odqa.index.merge.merge_shards`).
 
     Raises:
         OdqaError: ``out`` is not a replaceable target (see :func:`check_target`), another
             build of it is running, bad input (file:line), encoder problems.
     """
     inputs = [Path(p) for p in inputs]
+    with index_transaction(inputs, out, force, resume, notify) as tmp:
+        started = time.perf_counter()
+        manifest = _build_into(tmp, inputs, options, resume, progress, executor or InProcess(),
+                               shard)
+        manifest = manifest.with_build_seconds(round(time.perf_counter() - started, 3))
+        finish_folder(tmp, manifest)
+    return manifest
+
+
+@contextmanager
+def index_transaction(
+    inputs: list[Path], out: Path, force: bool, resume: bool, notify: Callable[[str], None]
+) -> Iterator[Path]:
+    """Write an index at ``out`` all or nothing: yield the locked ``.tmp-build`` folder to fill
+    (finish it with :func:`finish_folder`), then rename it into place. On an error the folder
+    is removed, unless it holds resumable work. ``inputs`` must not lie inside ``out``.
+
+    Raises:
+        OdqaError: ``out`` is not a replaceable target (see :func:`check_target`), or another
+            build of it is running.
+    """
     target = Path(out).resolve()
     check_target(inputs, out, force)
     try:
@@ -258,19 +314,20 @@ def build_index(
             notify(f"took over the lock of build pid {lock.stale_pid}, which is no longer running")
         check_target(inputs, out, force)
         tmp = _fresh_build_folder(target, resume, notify)
-        started = time.perf_counter()
         try:
-            manifest = _build_into(tmp, inputs, options, resume, progress)
+            yield tmp
         except BaseException:
             if not _has_resumable_work(tmp):
                 shutil.rmtree(tmp, ignore_errors=True)
             raise
-        manifest = manifest.with_build_seconds(round(time.perf_counter() - started, 3))
-        text = json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n"
-        (tmp / MANIFEST).write_text(text)
-        (tmp / BUILD_MARKER).unlink()
         _replace(tmp, target)
-    return manifest
+
+
+def finish_folder(tmp: Path, manifest: Manifest) -> None:
+    """Write the manifest into a filled build folder and mark it finished."""
+    text = json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n"
+    (tmp / MANIFEST).write_text(text)
+    (tmp / BUILD_MARKER).unlink()
 
 
 def _fresh_build_folder(target: Path, resume: bool, notify: Callable[[str], None]) -> Path:
@@ -293,27 +350,52 @@ def _fresh_build_folder(target: Path, resume: bool, notify: Callable[[str], None
     return tmp
 
 
+def _count_passages(
+    inputs: list[Path], options: BuildOptions, progress: ProgressDisplay | None
+) -> CorpusStats:
+    """One reading pass that only counts (and validates) the corpus, for a shard's range."""
+    stats = CorpusStats()
+    task = None
+    if progress is not None:
+        task = progress.add_task("counting passages", total=None, unit="passages", count=0)
+    for _ in iter_passages(inputs, options.corpus, stats):
+        if progress is not None and stats.passages % 4096 == 0:
+            _show_reading(progress, task, stats)
+    if progress is not None:
+        stats.bytes_read = stats.bytes_total
+        _show_reading(progress, task, stats)
+    return stats
+
+
 def _build_into(
     tmp: Path,
     inputs: list[Path],
     options: BuildOptions,
     resume: bool,
     progress: ProgressDisplay | None,
+    executor: Executor,
+    shard: ShardSpec | None = None,
 ) -> Manifest:
+    whole = _count_passages(inputs, options, progress) if shard is not None else None
+    start, stop = shard.range(whole.passages) if shard and whole else (0, sys.maxsize)
     stats = CorpusStats()
     writer = PassageWriter(tmp)
     families = [get_family(name) for name in options.retrievers]
-    builders = [
-        family.builder(tmp / family.name, family.options(options), resume=resume,
-                       scratch=tmp / SCRATCH)
-        for family in families
-    ]
+    context = BuildContext(resume, tmp / SCRATCH, executor, shard is not None)
+    builders = [family.builder(tmp / family.name, family.options(options), context)
+                for family in families]
     task = None
     if progress is not None:
         task = progress.add_task("reading corpus", total=None, unit="passages", count=0)
+    kept = 0
     try:
-        for passage in iter_passages(inputs, options.corpus, stats):
+        for position, passage in enumerate(iter_passages(inputs, options.corpus, stats)):
+            if position < start:
+                continue
+            if position >= stop:
+                break
             writer.add(passage)
+            kept += 1
             for builder in builders:
                 builder.add(passage)
             if progress is not None and stats.passages % 512 == 0:
@@ -323,10 +405,13 @@ def _build_into(
     if progress is not None:
         stats.bytes_read = stats.bytes_total
         _show_reading(progress, task, stats)
-    if stats.passages == 0:
+    if whole is not None:
+        stats = whole
+    if kept == 0:
+        where = f" for shard {shard.index}/{shard.count}" if shard else ""
         raise OdqaError(
-            f"the corpus has no passages ({stats.documents} documents, "
-            f"{stats.empty_skipped} empty): nothing to index"
+            f"the corpus has no passages{where} ({stats.passages} passages in "
+            f"{stats.documents} documents, {stats.empty_skipped} empty): nothing to index"
         )
     sections = {
         family.name: builder.finish(PassageStore(tmp), progress)
@@ -335,11 +420,14 @@ def _build_into(
     shutil.rmtree(tmp / SCRATCH, ignore_errors=True)
     corpus = CorpusRecord(
         tuple(str(Path(p).resolve()) for p in inputs), options.corpus, stats.documents,
-        stats.passages, stats.empty_skipped, stats.whitespace_id,
+        kept, stats.empty_skipped, stats.whitespace_id,
     )
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     build = BuildRecord(__version__, created, 0.0, library_versions())
-    return Manifest(tuple(options.retrievers), corpus, build, sections)
+    record = None
+    if shard is not None:
+        record = ShardRecord(shard.index, shard.count, start, start + kept, stats.passages)
+    return Manifest(tuple(options.retrievers), corpus, build, sections, record)
 
 
 def _show_reading(progress: ProgressDisplay, task: Any, stats: CorpusStats) -> None:

@@ -12,7 +12,9 @@ Heavy modules are imported inside the methods, so importing this registry costs 
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -20,6 +22,7 @@ from odqa.errors import OdqaError
 
 if TYPE_CHECKING:
     from odqa.index.build import BuildOptions
+    from odqa.index.executors import Executor
     from odqa.index.passages import PassageStore
     from odqa.types import Passage, Retriever
 
@@ -29,6 +32,22 @@ HYBRID_OPTIONS = ("fusion", "alpha", "rrf_k", "depth", "fuse")
 """Search options of the hybrid itself (the rest go to the families it fuses)."""
 DEFAULT_FUSED = ("bm25", "dense")
 """What ``--retriever hybrid`` fuses when the index has both and ``fuse`` is not given."""
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """How a family builds, not what: resume or not, where temporary files go, who runs the
+    work units, and whether this is a shard (which keeps what a merge needs: raw BM25 counts,
+    exact dense vectors)."""
+
+    resume: bool
+    scratch: Path
+    executor: Executor
+    shard: bool = False
+
+
+BM25_UNIT = 20_000
+"""Passages per BM25 counting unit when the executor does not stream (a cluster)."""
 
 
 class FamilyBuilder(Protocol):
@@ -57,8 +76,12 @@ class Family(Protocol):
     def options(self, build: BuildOptions) -> Any:
         """This family's build settings out of the build options; raise OdqaError if absent."""
 
-    def builder(self, folder: Path, options: Any, *, resume: bool, scratch: Path) -> FamilyBuilder:
-        """A builder writing into ``folder`` (``scratch``: a build-local folder for temp files)."""
+    def builder(self, folder: Path, options: Any, context: BuildContext) -> FamilyBuilder:
+        """A builder writing into ``folder`` (see :class:`BuildContext`)."""
+
+    def merge(self, folder: Path, parts: list[Any], progress: Any) -> dict[str, Any]:
+        """Write ``folder`` from the shards' folders (``odqa.index.merge.ShardPart``, in passage
+        order) as a one-process build of the whole corpus would; return the section."""
 
     def files(self, section: dict[str, Any]) -> list[str]:
         """Files (relative to the family folder) that must exist for the index to load."""
@@ -119,6 +142,29 @@ class _PostPass:
         return self._finish(passages, progress)
 
 
+def _bm25_by_units(folder: Path, passages: PassageStore, options: Any, context: BuildContext,
+                   progress: Any) -> dict[str, Any]:
+    """BM25 as work units: each counts a range of stored passages; the parts merge here."""
+    from odqa.index.executors import WorkUnit, passage_ranges
+    from odqa.retrieval.bm25_counts import count_passages, load_counts, write_bm25
+
+    analyzer, params = options
+    parts = context.scratch / "bm25-parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    units = [
+        WorkUnit(count_passages, (passages.folder, start, stop, analyzer.to_dict(), target),
+                 target,
+                 stop - start)
+        for number, (start, stop) in enumerate(passage_ranges(len(passages), BM25_UNIT))
+        for target in [parts / f"{number:05d}"]
+    ]
+    context.executor.run(units, progress, "bm25 counting")
+    section = write_bm25(folder, params, analyzer, [load_counts(u.target) for u in units],
+                         keep_tf=context.shard)
+    shutil.rmtree(parts, ignore_errors=True)
+    return section
+
+
 class BM25Family:
     """Sparse BM25 (:mod:`odqa.retrieval.sparse`): a CSC term-passage matrix of impacts."""
 
@@ -132,21 +178,41 @@ class BM25Family:
     def options(self, build: BuildOptions) -> Any:
         return build.analyzer, build.bm25
 
-    def builder(self, folder: Path, options: Any, *, resume: bool, scratch: Path) -> FamilyBuilder:
+    def builder(self, folder: Path, options: Any, context: BuildContext) -> FamilyBuilder:
         from odqa.index.build import bm25_text
         from odqa.retrieval.sparse import SparseBuilder
 
         analyzer, params = options
-        sparse = SparseBuilder(analyzer, params, scratch=scratch / "bm25-chunks")
+        if not context.executor.streams:
+            return _PostPass(lambda passages, progress: _bm25_by_units(
+                folder, passages, options, context, progress))
+        sparse = SparseBuilder(analyzer, params, scratch=context.scratch / "bm25-chunks")
 
         class Builder:
             def add(self, passage: Passage) -> None:
                 sparse.add(bm25_text(passage))
 
             def finish(self, passages: PassageStore, progress: Any) -> dict[str, Any]:
-                return sparse.write(folder)
+                return sparse.write(folder, keep_tf=context.shard)
 
         return Builder()
+
+    def merge(self, folder: Path, parts: list[Any], progress: Any) -> dict[str, Any]:
+        from odqa.retrieval.bm25_counts import TF_FILE, shard_counts, write_bm25
+        from odqa.retrieval.bm25_formulas import BM25Params
+        from odqa.text import Analyzer
+
+        first = parts[0].section
+        for part in parts:
+            if (part.section["params"], part.section["analyzer"]) != (first["params"],
+                                                                      first["analyzer"]):
+                raise OdqaError(f"{part.folder}: the shards' BM25 settings differ: rebuild the "
+                                "shards with one command line")
+            if not (part.folder / TF_FILE).is_file():
+                raise OdqaError(f"{part.folder}: no raw term counts ({TF_FILE}) to merge: "
+                                "rebuild this shard with `odqa index --shard`")
+        return write_bm25(folder, BM25Params(**first["params"]), Analyzer(**first["analyzer"]),
+                          [shard_counts(part.folder) for part in parts])
 
     def files(self, section: dict[str, Any]) -> list[str]:
         from odqa.retrieval.sparse import BM25_FILES, BM25_VOCAB
@@ -186,12 +252,18 @@ class DenseFamily:
             raise OdqaError("a dense index needs encoder settings (DenseOptions)")
         return build.dense
 
-    def builder(self, folder: Path, options: Any, *, resume: bool, scratch: Path) -> FamilyBuilder:
+    def builder(self, folder: Path, options: Any, context: BuildContext) -> FamilyBuilder:
         from odqa.retrieval.dense import build_dense
 
         folder.mkdir(exist_ok=True)
         return _PostPass(lambda passages, progress: build_dense(
-            folder, passages, options, resume=resume, progress=progress))
+            folder, passages, options, resume=context.resume, progress=progress,
+            executor=context.executor, keep_vectors=context.shard))
+
+    def merge(self, folder: Path, parts: list[Any], progress: Any) -> dict[str, Any]:
+        from odqa.retrieval.dense import merge_dense
+
+        return merge_dense(folder, parts, progress)
 
     def files(self, section: dict[str, Any]) -> list[str]:
         return [section["faiss"]["file"]]
@@ -228,11 +300,17 @@ class PhraseFamily:
             raise OdqaError("a phrase index needs phrase settings (PhraseOptions)")
         return build.phrase
 
-    def builder(self, folder: Path, options: Any, *, resume: bool, scratch: Path) -> FamilyBuilder:
+    def builder(self, folder: Path, options: Any, context: BuildContext) -> FamilyBuilder:
         from odqa.phrase.index import build_phrase
 
         return _PostPass(lambda passages, progress: build_phrase(
-            folder, passages, options, resume=resume, progress=progress))
+            folder, passages, options, resume=context.resume, progress=progress,
+            executor=context.executor))
+
+    def merge(self, folder: Path, parts: list[Any], progress: Any) -> dict[str, Any]:
+        from odqa.phrase.index import merge_phrase
+
+        return merge_phrase(folder, parts, progress)
 
     def files(self, section: dict[str, Any]) -> list[str]:
         from odqa.phrase.index import INDEX_FILES

@@ -96,6 +96,34 @@ class BuildRecord:
 
 
 @dataclass(frozen=True)
+class ShardRecord:
+    """Which part of the corpus a shard index holds: passages ``start:stop`` of ``total``,
+    shard ``index`` of ``count`` (from 0). A shard's corpus record counts the whole corpus's
+    documents; its ``passages`` are the shard's own."""
+
+    index: int
+    count: int
+    start: int
+    stop: int
+    total: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "count": self.count, "start": self.start,
+                "stop": self.stop, "total": self.total}
+
+    @classmethod
+    def from_json(cls, data: Any, where: Path) -> ShardRecord:
+        if not isinstance(data, dict):
+            raise IndexLoadError(f"{where}: 'shard' must be an object; {REBUILD}")
+        _check_fields(data, "shard", SHARD_SCHEMA, where)
+        return cls(data["index"], data["count"], data["start"], data["stop"], data["total"])
+
+
+SHARD_SCHEMA: dict[str, type] = {name: int for name in ("index", "count", "start", "stop",
+                                                         "total")}
+
+
+@dataclass(frozen=True)
 class Manifest:
     """An index's manifest. Family sections are opaque here: each family reads its own."""
 
@@ -103,6 +131,8 @@ class Manifest:
     corpus: CorpusRecord
     build: BuildRecord
     families: Mapping[str, Mapping[str, Any]]
+    shard: ShardRecord | None = None
+    """Set on a shard of a sharded build (``odqa index --shard I/N``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "families", MappingProxyType(dict(self.families)))
@@ -118,7 +148,7 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         """The ``manifest.json`` object (format version 2)."""
-        return {
+        data = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "kinds": list(self.kinds),
@@ -126,6 +156,9 @@ class Manifest:
             "build": self.build.to_json(),
             "families": {name: self.families[name] for name in self.kinds},
         }
+        if self.shard is not None:
+            data["shard"] = self.shard.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Any, where: Path) -> Manifest:
@@ -136,8 +169,10 @@ class Manifest:
         """
         data = validate_manifest(data, where)
         families = {kind: data["families"][kind] for kind in data["kinds"]}
+        shard = data.get("shard")
         return cls(tuple(data["kinds"]), CorpusRecord.from_json(data["corpus"]),
-                   BuildRecord.from_json(data["build"]), families)
+                   BuildRecord.from_json(data["build"]), families,
+                   None if shard is None else ShardRecord.from_json(shard, where))
 
 
 def upgrade_v1(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ the float16 vectors; the best spans win (DensePhrases' rule: one passage, start 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -39,6 +40,7 @@ INDEX_FILES = ("tokens.npy", "flags.npy", "start.npy")
 INDEX_KINDS = ("flat", "sq8", "ivfpq")
 CHUNKS = "chunks"
 STATE = "build-state.json"
+DONE = "done"
 START, END = 1, 2
 
 
@@ -221,12 +223,40 @@ def _digest(passages) -> str:
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
+def cached_phrase_encoder(name: str, device: str) -> PhraseEncoder:
+    """The phrase encoder ``name`` on ``device``, loaded once per process."""
+    return PhraseEncoder(name, device)
+
+
+def encode_phrase_range(
+    store_folder: Path, begin: int, end: int, options: PhraseOptions, target: Path
+) -> int:
+    """Work unit: encode passages ``begin:end`` of the store at ``store_folder`` into the
+    chunk folder ``target`` (written atomically); return the number of passages."""
+    from odqa.index.passages import PassageStore
+
+    store = PassageStore(store_folder)
+    try:
+        items = store.get_many(np.arange(begin, end))
+    finally:
+        store.close()
+    encoder = cached_phrase_encoder(options.encoder, options.device)
+    part = encoder.encode_passages(begin, [p.title for p in items], [p.text for p in items],
+                                   options)
+    _write_chunk(target, part)
+    return end - begin
+
+
 def build_phrase(
     folder: Path, passages: Any, options: PhraseOptions, *, resume: bool = False,
-    progress: Any = None,
+    progress: Any = None, executor: Any = None,
 ) -> dict[str, Any]:
-    """Encode ``passages`` into a phrase index in ``folder``; return the manifest section."""
-    encoder = PhraseEncoder(options.encoder, options.device)
+    """Encode ``passages`` into a phrase index in ``folder``; return the manifest section.
+    ``executor`` runs the encoding units (default: this process)."""
+    from odqa.index.executors import InProcess, WorkUnit, passage_ranges
+
+    encoder = cached_phrase_encoder(options.encoder, options.device)
     folder.mkdir(parents=True, exist_ok=True)
     chunks = folder / CHUNKS
     state = {"options": options.persisted(), "passages": len(passages),
@@ -237,21 +267,16 @@ def build_phrase(
         shutil.rmtree(chunks)
     chunks.mkdir(exist_ok=True)
     state_file.write_text(json.dumps(state), encoding="utf-8")
-    task = None
-    if progress is not None:
-        task = progress.add_task("phrase encoding", total=len(passages), unit="passages")
-    for begin in range(0, len(passages), options.chunk_size):
-        end = min(len(passages), begin + options.chunk_size)
-        target = chunks / f"{begin // options.chunk_size:05d}"
-        if not (target / "done").is_file():
-            items = passages.get_many(np.arange(begin, end))
-            part = encoder.encode_passages(begin, [p.title for p in items],
-                                           [p.text for p in items], options)
-            _write_chunk(target, part)
-        if task is not None:
-            progress.update(task, advance=end - begin)
+    for leftover in chunks.glob("*.tmp"):
+        shutil.rmtree(leftover)
+    units = []
+    for number, (begin, end) in enumerate(passage_ranges(len(passages), options.chunk_size)):
+        target = chunks / f"{number:05d}"
+        units.append(WorkUnit(encode_phrase_range, (passages.folder, begin, end, options, target),
+                              target, end - begin))
+    (executor or InProcess()).run(units, progress, "phrase encoding")
     parts = sorted(chunks.iterdir())
-    tokens_in_corpus = sum(int((p / "done").read_text() or 0) for p in parts)
+    tokens_in_corpus = sum(int((p / DONE).read_text() or 0) for p in parts)
     section = _assemble(folder, parts, options, encoder.same_vectors)
     shutil.rmtree(chunks)
     state_file.unlink()
@@ -270,6 +295,37 @@ def build_phrase(
     return section
 
 
+def merge_phrase(folder: Path, parts: list[Any], progress: Any = None) -> dict[str, Any]:
+    """The phrase folder of a merged index from its shards' (``ShardPart``) folders: token
+    rows and vectors concatenated in passage order, FAISS indexes built anew.
+
+    Raises:
+        OdqaError: shards built with different phrase models or options.
+    """
+    first = parts[0].section
+    for part in parts:
+        if (part.section.get("encoder"), part.section.get("options")) != (
+            first.get("encoder"), first.get("options")
+        ):
+            raise OdqaError(f"{part.folder}: the shards' phrase models or options differ: "
+                            "rebuild the shards with one command line")
+    options = PhraseOptions(**first["options"])
+    folder.mkdir(parents=True, exist_ok=True)
+    section = _assemble(folder, [p.folder for p in parts], options, first["same_start_end"],
+                        [p.start for p in parts])
+    corpus_tokens = sum(int(p.section.get("corpus_tokens", 0)) for p in parts)
+    from odqa.phrase.query_onnx import EXPORT_DIR
+
+    if (parts[0].folder / EXPORT_DIR).is_dir():
+        shutil.copytree(parts[0].folder / EXPORT_DIR, folder / EXPORT_DIR)
+    return {
+        **first,
+        **section,
+        "corpus_tokens": corpus_tokens,
+        "kept_share": round(section["tokens"] / max(1, corpus_tokens), 4),
+    }
+
+
 def _write_chunk(target: Path, part: EncodedPassages) -> None:
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -279,13 +335,19 @@ def _write_chunk(target: Path, part: EncodedPassages) -> None:
     np.save(tmp / "start.npy", part.start)
     if part.end is not None:
         np.save(tmp / "end.npy", part.end)
-    (tmp / "done").write_text(str(part.text_tokens))
+    (tmp / DONE).write_text(str(part.text_tokens))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
 
 
-def _concat(paths: list[Path], name: str, out: Path) -> np.ndarray:
+def _concat(paths: list[Path], name: str, out: Path,
+            first_passages: list[int] | None = None) -> np.ndarray:
+    """``name`` of every folder concatenated into ``out``; ``first_passages`` shifts the passage
+    column of token rows (shards number their passages from 0)."""
     parts = [np.load(p / name, allow_pickle=False) for p in paths]
+    if first_passages is not None:
+        parts = [part + np.array([first, 0, 0, 0], dtype=part.dtype)
+                 for part, first in zip(parts, first_passages, strict=True)]
     array = np.concatenate(parts) if parts else np.zeros(0)
     np.save(out / name, array)
     return np.load(out / name, mmap_mode="r", allow_pickle=False)
@@ -314,8 +376,9 @@ def _faiss_index(vectors: np.ndarray, options: PhraseOptions):
     return index
 
 
-def _assemble(folder: Path, paths: list[Path], options: PhraseOptions, same: bool) -> dict:
-    tokens = _concat(paths, "tokens.npy", folder)
+def _assemble(folder: Path, paths: list[Path], options: PhraseOptions, same: bool,
+              first_passages: list[int] | None = None) -> dict:
+    tokens = _concat(paths, "tokens.npy", folder, first_passages)
     flags = _concat(paths, "flags.npy", folder)
     start = _concat(paths, "start.npy", folder)
     end = start if same else _concat(paths, "end.npy", folder)

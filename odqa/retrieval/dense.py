@@ -14,6 +14,7 @@ they were made with; a resumed build keeps the chunks only when those settings m
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -29,6 +30,7 @@ from odqa.types import RankedIds
 
 if TYPE_CHECKING:
     from odqa.encoders import DualEncoder
+    from odqa.index.executors import Executor
     from odqa.index.passages import PassageStore
     from odqa.progress import ProgressDisplay
 
@@ -78,32 +80,62 @@ def _valid_chunk(path: Path, rows: int) -> bool:
     return array.ndim == 2 and array.shape[0] == rows and array.dtype == np.float32
 
 
+@functools.lru_cache(maxsize=1)
+def cached_encoder(options: DenseOptions) -> DualEncoder:
+    """The passage/query encoder of ``options``, loaded once per process (a build's driver
+    and each of its workers)."""
+    from odqa.encoders import DualEncoder
+
+    return DualEncoder.from_options(options)
+
+
+def encode_range(
+    store_folder: Path,
+    start: int,
+    stop: int,
+    options: DenseOptions,
+    target: Path,
+    advance: Any = None,
+) -> int:
+    """Work unit: encode passages ``start:stop`` of the store at ``store_folder`` into the
+    float32 ``.npy`` file ``target`` (written atomically); return the number of passages."""
+    from odqa.index.passages import PassageStore
+
+    store = PassageStore(store_folder)
+    try:
+        vectors = cached_encoder(options).encode_passages(
+            store.get_many(list(range(start, stop))), advance
+        )
+    finally:
+        store.close()
+    partial = target.with_name(target.stem + ".partial.npy")
+    np.save(partial, vectors.astype(np.float32, copy=False), allow_pickle=False)
+    partial.replace(target)
+    return stop - start
+
+
 def encode_chunks(
     dense_dir: Path,
     passages: PassageStore,
-    encoder: DualEncoder,
-    chunk_size: int,
+    options: DenseOptions,
     progress: ProgressDisplay | None = None,
+    executor: Executor | None = None,
 ) -> list[Path]:
-    """Encode every passage into ``chunks/NNNNN.npy`` files, skipping chunks already on disk."""
-    total = len(passages)
-    task = None
-    if progress is not None:
-        task = progress.add_task("dense encoding", total=total, unit="passages")
-    paths = []
-    for number, start in enumerate(range(0, total, chunk_size)):
-        stop = min(start + chunk_size, total)
-        path = _chunk_path(dense_dir, number)
-        paths.append(path)
-        if _valid_chunk(path, stop - start):
-            if progress is not None and task is not None:
-                progress.update(task, advance=stop - start)
-            continue
-        advance = _advancer(progress, task)
-        vectors = encoder.encode_passages(passages.get_many(list(range(start, stop))), advance)
-        partial = path.with_name(path.stem + ".partial.npy")
-        np.save(partial, vectors.astype(np.float32, copy=False), allow_pickle=False)
-        partial.replace(path)
+    """Encode every passage into ``chunks/NNNNN.npy`` files (one work unit each, run by
+    ``executor``), skipping chunks already on disk."""
+    from odqa.index.executors import InProcess, WorkUnit, passage_ranges
+
+    ranges = passage_ranges(len(passages), options.chunk_size)
+    paths = [_chunk_path(dense_dir, number) for number in range(len(ranges))]
+    for path, (start, stop) in zip(paths, ranges, strict=True):
+        if path.exists() and not _valid_chunk(path, stop - start):
+            path.unlink()
+    units = [
+        WorkUnit(encode_range, (passages.folder, start, stop, options, path), path,
+                 stop - start, reports=True)
+        for path, (start, stop) in zip(paths, ranges, strict=True)
+    ]
+    (executor or InProcess()).run(units, progress, "dense encoding")
     return paths
 
 
@@ -126,6 +158,8 @@ def build_dense(
     options: DenseOptions,
     resume: bool = False,
     progress: ProgressDisplay | None = None,
+    executor: Executor | None = None,
+    keep_vectors: bool = False,
 ) -> dict[str, Any]:
     """Encode ``passages`` and write the FAISS index into ``dense_dir``; return the manifest
     section that lets queries be encoded identically later.
@@ -136,17 +170,19 @@ def build_dense(
         options: encoder, batching, backend and FAISS settings.
         resume: reuse chunks encoded with the same settings by an interrupted build.
         progress: shows a "dense encoding" task (passages/s, time left) when given.
+        executor: runs the encoding units (default: this process).
+        keep_vectors: also keep the exact vectors in ``vectors.npy`` (a shard keeps them, so a
+            merge can build any FAISS kind over all shards).
 
     Raises:
         OdqaError: no passages, or encoder / index settings that cannot work.
         ModelNotAvailableError: the encoder cannot be loaded.
     """
-    from odqa.encoders import DualEncoder
     from odqa.encoders.query_export import EXPORT_DIR, export_query_encoder
 
     if len(passages) == 0:
         raise OdqaError("no passages to encode for the dense index")
-    encoder = DualEncoder.from_options(options)
+    encoder = cached_encoder(options)
     state = {
         "encoder": encoder.describe(),
         "options": options.encoding_dict(),
@@ -155,7 +191,7 @@ def build_dense(
         "chunk_size": options.chunk_size,
     }
     _prepare_chunks(dense_dir, state, resume)
-    paths = encode_chunks(dense_dir, passages, encoder, options.chunk_size, progress)
+    paths = encode_chunks(dense_dir, passages, options, progress, executor)
     dimension = int(np.load(paths[0], mmap_mode="r").shape[1])
     params = faiss_index.resolve_params(
         options.faiss, len(passages), dimension, **options.to_dict()
@@ -167,7 +203,7 @@ def build_dense(
     index = faiss_index.build_index(paths, options.faiss, params, advance)
     faiss_index.write_index(index, dense_dir / INDEX_FILE)
     refine = options.refine if options.faiss == "ivfpq" else 0
-    if refine:
+    if refine or keep_vectors:
         _write_vectors(paths, dense_dir / VECTORS_FILE)
     shutil.rmtree(dense_dir / CHUNKS)
     (dense_dir / STATE_FILE).unlink()
@@ -182,10 +218,64 @@ def build_dense(
         "dimension": dimension,
         "metric": "inner_product",
         "count": len(passages),
+        "exact_vectors": bool(refine or keep_vectors),
         "faiss": {"kind": options.faiss, "file": INDEX_FILE, **params},
         "search": _search_defaults(options, refine),
         "build": {"batch_size": options.batch_size, "device": options.device,
-                  "chunk_size": options.chunk_size},
+                  "chunk_size": options.chunk_size,
+                  "faiss_requested": _requested_faiss(options)},
+    }
+
+
+FAISS_REQUESTED = {"hnsw": ("hnsw_m", "ef_construction"), "ivfpq": ("nlist", "pq_m", "pq_nbits")}
+"""The FAISS build options of each index kind, as given (None: automatic for the count)."""
+
+
+def _requested_faiss(options: DenseOptions) -> dict[str, Any]:
+    """The FAISS options as the user gave them, so a merge resolves them for its own count."""
+    return {name: getattr(options, name) for name in FAISS_REQUESTED.get(options.faiss, ())}
+
+
+def merge_dense(folder: Path, parts: list[Any], progress: ProgressDisplay | None = None,
+                ) -> dict[str, Any]:
+    """The dense folder of a merged index from its shards' (``ShardPart``) exact vectors: the
+    FAISS index is built anew over all of them in passage order, as one process would.
+
+    Raises:
+        OdqaError: shards encoded differently, or a shard without its exact vectors.
+    """
+    first = parts[0].section
+    for part in parts:
+        if any(part.section.get(key) != first.get(key) for key in ("encoder", "build", "search")):
+            raise OdqaError(f"{part.folder}: the shards' dense encoders or options differ: "
+                            "rebuild the shards with one command line")
+        if not part.section.get("exact_vectors") or not (part.folder / VECTORS_FILE).is_file():
+            raise OdqaError(f"{part.folder}: no exact vectors ({VECTORS_FILE}) to merge: "
+                            "rebuild this shard with `odqa index --shard`")
+    kind, requested = first["faiss"]["kind"], first["build"].get("faiss_requested")
+    if requested is None:
+        raise OdqaError(f"{parts[0].folder}: the shard records no FAISS options: rebuild it")
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [part.folder / VECTORS_FILE for part in parts]
+    count, dimension = sum(part.passages for part in parts), int(first["dimension"])
+    params = faiss_index.resolve_params(kind, count, dimension, **requested)
+    task = None
+    if progress is not None:
+        task = progress.add_task(f"faiss {kind}", total=count, unit="vectors")
+    index = faiss_index.build_index(paths, kind, params, _advancer(progress, task))
+    faiss_index.write_index(index, folder / INDEX_FILE)
+    refine = int(first["search"].get("refine", 0))
+    if refine:
+        _write_vectors(paths, folder / VECTORS_FILE)
+    from odqa.encoders.query_export import EXPORT_DIR
+
+    if (parts[0].folder / EXPORT_DIR).is_dir():
+        shutil.copytree(parts[0].folder / EXPORT_DIR, folder / EXPORT_DIR)
+    return {
+        **first,
+        "count": count,
+        "exact_vectors": bool(refine),
+        "faiss": {"kind": kind, "file": INDEX_FILE, **params},
     }
 
 

@@ -17,6 +17,7 @@ passages) per batch, top-k by ``partition``).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from odqa.errors import IndexLoadError, OdqaError
 from odqa.retrieval import bm25_bounds
-from odqa.retrieval import bm25_formulas as f
+from odqa.retrieval.bm25_counts import Chunk, TermCounts, write_bm25
 from odqa.retrieval.bm25_formulas import BM25Params
 from odqa.retrieval.topk import top_k
 from odqa.text import Analyzer
@@ -37,7 +38,6 @@ ARRAYS = ("data", "indices", "indptr", "term_base", "doc_lengths")
 BM25_FILES = tuple(f"{name}.npy" for name in ARRAYS)
 BM25_VOCAB = "vocab.json"
 CHUNK_TOKENS = 4_000_000
-SCORE_SLICE = 8_000_000
 BATCH_POSTINGS = 4_000_000
 MAX_MEMO_WORDS = 1_000_000
 SEARCH_STRATEGIES = ("exhaustive", "maxscore")
@@ -145,81 +145,23 @@ class SparseBuilder:
         self._pending_words, self._word_counts = [], []
         self._flushed_docs = self._docs
 
-    def write(self, folder: Path) -> dict[str, Any]:
-        """Compute scores, write the arrays and vocabulary to ``folder``; return manifest stats.
-
-        Postings are placed chunk by chunk (chunks hold passages in index order) straight into
-        memory-mapped output arrays: each term's row ends up sorted by passage.
-        """
+    def counts(self) -> TermCounts:
+        """Everything added so far as one part of counts (its chunks stay in the scratch
+        folder until written)."""
         self._flush()
-        folder.mkdir(parents=True, exist_ok=True)
-        n_docs, n_terms = self._docs, len(self.vocab)
-        df = np.zeros(n_terms, dtype=np.int64)
+        df = np.zeros(len(self.vocab), dtype=np.int64)
         df[: len(self._df)] = self._df
         lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int32)
-        avgdl = float(lengths.mean()) if n_docs else 0.0
-        idf = f.idf(self.params, df, n_docs)
-        base = f.absent_weight(self.params)
-        indptr = np.zeros(n_terms + 1, dtype=np.int64)
-        np.cumsum(df, out=indptr[1:])
-        nnz = int(indptr[-1])
-        data = np.lib.format.open_memmap(folder / "data.npy", "w+", np.float32, (nnz,))
-        indices = np.lib.format.open_memmap(folder / "indices.npy", "w+", np.int32, (nnz,))
-        cursor = indptr[:-1].copy()
-        for chunk in self._chunks:
-            docs, terms, tf = np.load(chunk, allow_pickle=False)
-            scores = self._scores(docs, terms, tf, lengths, avgdl, idf, base)
-            order = np.argsort(terms, kind="stable")
-            terms = terms[order]
-            per_term = np.bincount(terms, minlength=n_terms)
-            group_start = np.cumsum(per_term) - per_term
-            positions = cursor[terms] + (np.arange(len(terms)) - group_start[terms])
-            data[positions] = scores[order]
-            indices[positions] = docs[order]
-            cursor += per_term
-            chunk.unlink()
-        data.flush()
-        indices.flush()
-        del data, indices
-        self.scratch.rmdir()
-        arrays = {
-            "indptr": indptr,
-            "term_base": (idf * base).astype(np.float64),
-            "doc_lengths": lengths,
-        }
-        for name, array in arrays.items():
-            np.save(folder / f"{name}.npy", array, allow_pickle=False)
-        smallest = bm25_bounds.write_maxima(folder, indptr, bm25_bounds.BLOCK_SIZE)
-        terms_by_id = sorted(self.vocab, key=self.vocab.__getitem__)
-        (folder / BM25_VOCAB).write_text(json.dumps(terms_by_id, ensure_ascii=False))
-        return {
-            "params": self.params.to_dict(),
-            "analyzer": self.analyzer.to_dict(),
-            "vocabulary_size": n_terms,
-            "nonzeros": nnz,
-            "average_length": avgdl,
-            "block_size": bm25_bounds.BLOCK_SIZE,
-            "min_score": smallest,
-        }
+        vocab = sorted(self.vocab, key=self.vocab.__getitem__)
+        chunks: list[Chunk] = list(self._chunks)
+        return TermCounts(vocab, lengths, df, chunks)
 
-    def _scores(
-        self,
-        docs: np.ndarray,
-        terms: np.ndarray,
-        tf: np.ndarray,
-        lengths: np.ndarray,
-        avgdl: float,
-        idf: np.ndarray,
-        base: float,
-    ) -> np.ndarray:
-        """Scores of one chunk's (passage, term, count) triples, in slices that bound the
-        float64 temporaries."""
-        scores = np.empty(len(terms), dtype=np.float32)
-        for lo in range(0, len(terms), SCORE_SLICE):
-            part = slice(lo, lo + SCORE_SLICE)
-            norm = f.length_norm(self.params, lengths[docs[part]], avgdl)
-            scores[part] = idf[terms[part]] * (f.weight(self.params, tf[part], norm) - base)
-        return scores
+    def write(self, folder: Path, keep_tf: bool = False) -> dict[str, Any]:
+        """Compute scores, write the arrays and vocabulary to ``folder``; return manifest stats
+        (see :func:`~odqa.retrieval.bm25_counts.write_bm25`)."""
+        section = write_bm25(folder, self.params, self.analyzer, [self.counts()], keep_tf)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        return section
 
 
 class BM25Retriever:

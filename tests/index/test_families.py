@@ -56,7 +56,7 @@ class TitleFamily:
     def options(self, build: BuildOptions) -> Any:
         return build.extra.get(self.name, {"lowercase": True})
 
-    def builder(self, folder: Path, options: Any, *, resume: bool, scratch: Path):
+    def builder(self, folder: Path, options: Any, context: Any):
         titles: list[str] = []
 
         class Builder:
@@ -69,6 +69,12 @@ class TitleFamily:
                 return {"titles": len(titles), "lowercase": options["lowercase"]}
 
         return Builder()
+
+    def merge(self, folder: Path, parts: list[Any], progress: Any) -> dict[str, Any]:
+        titles = [t for part in parts for t in json.loads((part.folder / TITLES).read_text())]
+        folder.mkdir()
+        (folder / TITLES).write_text(json.dumps(titles))
+        return {"titles": len(titles), "lowercase": parts[0].section["lowercase"]}
 
     def files(self, section: dict[str, Any]) -> list[str]:
         return [TITLES]

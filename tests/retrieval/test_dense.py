@@ -177,7 +177,8 @@ def test_manifest_records_how_to_encode_queries(index_dir: Path, encoder_dir: Pa
     assert dense["faiss"] == {"kind": "flat", "file": "index.faiss"}
     assert "options" not in dense and "backend" not in dense
     assert dense["encoder"]["backend"] == "torch" and dense["search"]["refine"] == 0
-    assert set(dense["build"]) == {"batch_size", "device", "chunk_size"}
+    assert set(dense["build"]) == {"batch_size", "device", "chunk_size", "faiss_requested"}
+    assert dense["build"]["faiss_requested"] == {}
     index = load_index(str(index_dir))
     assert index.retrievers() == ["bm25", "dense", "hybrid"]
     hits = index.search(["paris tower"], k=3, retriever="dense")[0]

@@ -185,6 +185,7 @@ def test_stemming_and_stopwords_apply_to_queries_too(tmp_path):
 
 
 def test_spilled_chunks_give_the_same_arrays_as_one_chunk(tmp_path, monkeypatch, squad_dev):
+    import odqa.retrieval.bm25_counts as bm25_counts
     import odqa.retrieval.sparse as sparse
 
     def arrays(out: Path) -> dict[str, np.ndarray]:
@@ -194,7 +195,7 @@ def test_spilled_chunks_give_the_same_arrays_as_one_chunk(tmp_path, monkeypatch,
     options = BuildOptions(corpus=CorpusOptions(passage_words=40))
     build_index([squad_dev], tmp_path / "one", options)
     monkeypatch.setattr(sparse, "CHUNK_TOKENS", 5_000)
-    monkeypatch.setattr(sparse, "SCORE_SLICE", 3_000)
+    monkeypatch.setattr(bm25_counts, "SCORE_SLICE", 3_000)
     build_index([squad_dev], tmp_path / "many", options)
     one, many = arrays(tmp_path / "one"), arrays(tmp_path / "many")
     for name, array in one.items():

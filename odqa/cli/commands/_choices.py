@@ -63,6 +63,11 @@ class FaissKind(str, Enum):
     ivfpq = "ivfpq"
 
 
+class ExecutorName(str, Enum):
+    process = "process"
+    dask = "dask"
+
+
 class Fusion(str, Enum):
     rrf = "rrf"
     linear = "linear"

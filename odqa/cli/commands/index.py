@@ -12,6 +12,7 @@ from odqa.cli.commands._choices import (
     Backend,
     BM25Variant,
     Device,
+    ExecutorName,
     FaissKind,
     PhraseIndexKind,
     Pooling,
@@ -277,12 +278,35 @@ def index_command(
             rich_help_panel="Encoding (dense and phrase)",
         ),
     ] = RESUME_CHUNK,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="Build only shard I of N (I from 0), e.g. 0/4; join them with `odqa merge`.",
+            rich_help_panel="Scale-out",
+        ),
+    ] = None,
+    executor: Annotated[
+        ExecutorName,
+        typer.Option(
+            help="Where the work units run: this process, or a Dask cluster.",
+            rich_help_panel="Scale-out",
+        ),
+    ] = ExecutorName.process,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Dask: scheduler address (tcp://host:8786) or local:N worker processes "
+            "(default local:2).",
+            rich_help_panel="Scale-out",
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")
     ] = False,
 ) -> None:
     """Build an index (passages + BM25, and dense when asked) from corpus files."""
-    from odqa.index.build import BuildOptions, build_index, directory_size
+    from odqa.index.build import BuildOptions, ShardSpec, build_index, directory_size
+    from odqa.index.executors import make_executor
     from odqa.io.corpus import CorpusOptions
     from odqa.phrase.index import PhraseOptions
     from odqa.progress import make_progress
@@ -344,10 +368,16 @@ def index_command(
             dense=chosen.get("dense"),
             phrase=chosen.get("phrase"),
         )
-        with make_progress(enabled=not quiet) as progress:
-            manifest = build_index(
-                corpus, target, options, force=force, resume=resume, progress=progress
-            )
+        shard_spec = ShardSpec.parse(shard) if shard is not None else None
+        runner = make_executor(executor.value, scheduler)
+        try:
+            with make_progress(enabled=not quiet) as progress:
+                manifest = build_index(
+                    corpus, target, options, force=force, resume=resume, progress=progress,
+                    executor=runner, shard=shard_spec,
+                )
+        finally:
+            runner.close()
         if not quiet:
             err_console.print(summary_table(target, manifest, directory_size(target)))
 
@@ -363,6 +393,10 @@ def summary_table(path: Path, manifest: Manifest, size: int) -> Table:
     table.add_row("retrievers", ", ".join(manifest.kinds))
     table.add_row("documents", f"{corpus.documents:,}")
     table.add_row("passages", f"{corpus.passages:,}")
+    if manifest.shard is not None:
+        shard = manifest.shard
+        table.add_row("shard", f"{shard.index}/{shard.count}: passages {shard.start:,} to "
+                      f"{shard.stop - 1:,} of {shard.total:,}")
     table.add_row("empty documents skipped", f"{corpus.empty_skipped:,}")
     for kind in manifest.kinds:
         for label, value in FAMILIES[kind].summary_rows(manifest.section(kind)):

@@ -1,0 +1,208 @@
+"""Where a build's work units run: in this process, or as tasks on a Dask cluster.
+
+A :class:`WorkUnit` is one pure piece of a build over a range of stored passages (tokenise
+and count for BM25, encode for dense and phrase). It receives paths and plain, picklable
+settings, never open files or closures, and writes its result to ``target`` atomically (a
+``.partial`` renamed into place), so a target that exists is finished work: a resumed build
+skips it whichever executor made it, and a worker that dies mid-unit leaves nothing half
+written (the unit runs again elsewhere). :data:`EXECUTORS` is the registry the CLI's
+``--executor`` chooses from.
+
+The Dask executor needs ``pip install "odqa[dask]"``; its workers must see the build folder
+at the same path (one machine, or a shared file system).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from odqa.errors import OdqaError
+
+RETRIES = 3
+"""Times a Dask task is re-run after its worker died (or it failed) before the build fails."""
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """``function(*args)`` writes ``target``; ``size`` passages of progress once done.
+
+    ``function`` is a module-level function; in this process it is also given
+    ``advance=callback`` when ``reports`` is set, for finer progress than one step per unit.
+    """
+
+    function: Callable[..., Any]
+    args: tuple[Any, ...]
+    target: Path
+    size: int
+    reports: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.target.exists()
+
+
+class Executor(Protocol):
+    """Runs a list of work units to completion (see the module docstring)."""
+
+    name: str
+    streams: bool
+    """Whether families may do their work while the corpus is read (one process only)."""
+
+    def run(self, units: Sequence[WorkUnit], progress: Any = None, label: str = "") -> None:
+        """Run every unit whose target is missing; raise OdqaError if one cannot finish."""
+
+    def close(self) -> None:
+        """Release what :meth:`run` started (a local cluster)."""
+
+
+def _task(progress: Any, label: str, units: Sequence[WorkUnit]) -> Any:
+    if progress is None:
+        return None
+    return progress.add_task(label, total=sum(u.size for u in units), unit="passages")
+
+
+class InProcess:
+    """Units run one after another in this process (the default)."""
+
+    name = "process"
+    streams = True
+
+    def run(self, units: Sequence[WorkUnit], progress: Any = None, label: str = "") -> None:
+        task = _task(progress, label, units)
+        for unit in units:
+            if unit.done:
+                if task is not None:
+                    progress.update(task, advance=unit.size)
+                continue
+            if unit.reports and task is not None:
+                unit.function(*unit.args, advance=lambda n: progress.update(task, advance=n))
+            else:
+                unit.function(*unit.args)
+                if task is not None:
+                    progress.update(task, advance=unit.size)
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class DaskExecutor:
+    """Units run as tasks on a ``dask.distributed`` cluster.
+
+    ``scheduler`` is a scheduler address (``tcp://host:8786``) or ``local:N`` for a
+    ``LocalCluster`` of N single-threaded worker processes on this machine.
+    """
+
+    scheduler: str
+    name: str = "dask"
+    streams: bool = False
+    history: list[tuple[str, int, int]] = field(default_factory=list)
+    """Per run: (label, units reused from disk, units submitted to the cluster)."""
+    _client: Any = field(default=None, repr=False)
+    _cluster: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        count = self.scheduler[6:] if self.scheduler.startswith("local:") else None
+        if self.scheduler == "" or (count is not None and (not count.isdigit() or count == "0")):
+            raise OdqaError(
+                f"--scheduler '{self.scheduler}' is neither local:N (N worker processes here) "
+                "nor a scheduler address such as tcp://host:8786"
+            )
+
+    def client(self) -> Any:
+        """The Dask client, started (with its local cluster) on first use."""
+        if self._client is not None:
+            return self._client
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise OdqaError(
+                '--executor dask needs Dask: pip install "odqa[dask]" (dask[distributed])'
+            ) from None
+        if self.scheduler.startswith("local:"):
+            self._cluster = LocalCluster(
+                n_workers=int(self.scheduler[6:]), threads_per_worker=1, processes=True,
+                dashboard_address=":0", silence_logs=logging.WARNING,
+            )
+            self._client = Client(self._cluster)
+        else:
+            try:
+                self._client = Client(self.scheduler, timeout=30)
+            except OSError as exc:
+                raise OdqaError(
+                    f"cannot reach the Dask scheduler at {self.scheduler} ({exc}): start it "
+                    "(`dask scheduler`) or pass --scheduler local:N"
+                ) from None
+        return self._client
+
+    def run(self, units: Sequence[WorkUnit], progress: Any = None, label: str = "") -> None:
+        from distributed import as_completed
+
+        task = _task(progress, label, units)
+        pending = []
+        for unit in units:
+            if unit.done:
+                if task is not None:
+                    progress.update(task, advance=unit.size)
+            else:
+                pending.append(unit)
+        self.history.append((label, len(units) - len(pending), len(pending)))
+        if not pending:
+            return
+        client = self.client()
+        futures = {
+            client.submit(unit.function, *unit.args, pure=False, retries=RETRIES): unit
+            for unit in pending
+        }
+        try:
+            for future in as_completed(futures):
+                unit = futures[future]
+                try:
+                    future.result()
+                except OdqaError:
+                    raise
+                except Exception as exc:
+                    raise OdqaError(
+                        f"work unit for {unit.target.name} failed on the cluster after "
+                        f"{RETRIES} retries: {type(exc).__name__}: {exc}"
+                    ) from None
+                if task is not None:
+                    progress.update(task, advance=unit.size)
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        self._client = self._cluster = None
+
+
+EXECUTORS: dict[str, Callable[[str | None], Executor]] = {
+    "process": lambda scheduler: InProcess(),
+    "dask": lambda scheduler: DaskExecutor(scheduler or "local:2"),
+}
+"""Executors by ``--executor`` name; each is made from the ``--scheduler`` value."""
+
+
+def make_executor(name: str, scheduler: str | None = None) -> Executor:
+    """The executor ``name`` (see :data:`EXECUTORS`) for ``scheduler``."""
+    try:
+        factory = EXECUTORS[name]
+    except KeyError:
+        choices = ", ".join(EXECUTORS)
+        raise OdqaError(f"unknown --executor '{name}': choose from {choices}") from None
+    if scheduler is not None and name == "process":
+        raise OdqaError("--scheduler needs --executor dask (the process executor has none)")
+    return factory(scheduler)
+
+
+def passage_ranges(total: int, size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges of at most ``size`` passages covering ``0..total``."""
+    return [(start, min(start + size, total)) for start in range(0, total, size)]

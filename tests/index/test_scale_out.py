@@ -1,0 +1,247 @@
+"""Scale-out builds: Dask work units and shard + merge give the one-process index exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from odqa import load_index
+from odqa.cli import app
+from odqa.errors import OdqaError
+from odqa.index import families as families_module
+from odqa.index.build import BuildOptions, ShardSpec, build_index, temporary_path
+from odqa.index.executors import DaskExecutor, InProcess, make_executor
+from odqa.index.merge import merge_shards
+from odqa.io.corpus import CorpusOptions
+from odqa.retrieval import dense as dense_module
+from odqa.retrieval.dense_options import DenseOptions
+
+from conftest import SAMPLE_CORPUS
+from tiny_models import save_sentence_transformers
+
+BM25_ARRAYS = ("data", "indices", "indptr", "term_base", "doc_lengths", "term_max", "block_max")
+QUERIES = ["Which NFL team represented the AFC at Super Bowl 50?",
+           "What is the name of the Mongol dynasty founded by Kublai Khan?",
+           "Where did the Normans settle?", "who invented the steam engine"]
+CHUNK = 64
+"""Passages per dense chunk (work unit): the 2,067 SQuAD dev paragraphs make 33."""
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_sentence_transformers(tmp_path_factory.mktemp("encoder") / "st")
+
+
+def options(encoder: Path) -> BuildOptions:
+    return BuildOptions(
+        retrievers=("bm25", "dense"), corpus=CorpusOptions(passage_words=0),
+        dense=DenseOptions(encoder=str(encoder), device="cpu", batch_size=16, chunk_size=CHUNK),
+    )
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory, squad_dev: Path, encoder: Path) -> Path:
+    out = tmp_path_factory.mktemp("one") / "index"
+    build_index([squad_dev], out, options(encoder))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    executor = DaskExecutor("local:2")
+    executor.client()
+    yield executor
+    executor.close()
+
+
+@pytest.fixture
+def small_bm25_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BM25 counting units of 300 passages, so the dev paragraphs make 7 parts to merge."""
+    monkeypatch.setattr(families_module, "BM25_UNIT", 300)
+
+
+def assert_same_index(expected: Path, got: Path) -> None:
+    """Identical BM25 arrays and passage store, dense vectors to 1e-6, same search results."""
+    import faiss
+
+    for name in BM25_ARRAYS:
+        a, b = np.load(expected / "bm25" / f"{name}.npy"), np.load(got / "bm25" / f"{name}.npy")
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    for name in ("bm25/vocab.json", "passages.jsonl", "passages.offsets.npy"):
+        assert (expected / name).read_bytes() == (got / name).read_bytes(), name
+    a, b = (faiss.read_index(str(p / "dense" / "index.faiss")) for p in (expected, got))
+    assert a.ntotal == b.ntotal == 2067
+    assert np.abs(a.reconstruct_n(0, a.ntotal) - b.reconstruct_n(0, b.ntotal)).max() <= 1e-6
+    manifests = [json.loads((p / "manifest.json").read_text()) for p in (expected, got)]
+    assert manifests[0]["corpus"] == manifests[1]["corpus"]
+    assert manifests[0]["families"] == manifests[1]["families"]
+    assert "shard" not in manifests[1]
+    for retriever in ("bm25", "dense", "hybrid"):
+        hits = [load_index(p).search(QUERIES, k=10, retriever=retriever) for p in (expected, got)]
+        assert [[(h.id, h.score) for h in q] for q in hits[0]] == [
+            [(h.id, h.score) for h in q] for q in hits[1]], retriever
+
+
+def test_local_cluster_build_equals_one_process(
+    one_process: Path, squad_dev: Path, encoder: Path, cluster: DaskExecutor, tmp_path: Path,
+    small_bm25_units: None,
+) -> None:
+    manifest = build_index([squad_dev], tmp_path / "dask", options(encoder), executor=cluster)
+    assert manifest.corpus.passages == 2067 and manifest.shard is None
+    assert_same_index(one_process, tmp_path / "dask")
+    assert not temporary_path(tmp_path / "dask").exists()
+
+
+def test_shards_merged_equal_one_process(
+    one_process: Path, squad_dev: Path, encoder: Path, tmp_path: Path
+) -> None:
+    shards = []
+    for number in range(3):
+        shard = tmp_path / f"shard{number}"
+        manifest = build_index([squad_dev], shard, options(encoder), shard=ShardSpec(number, 3))
+        assert manifest.shard is not None and manifest.shard.total == 2067
+        assert manifest.corpus.passages == manifest.shard.stop - manifest.shard.start
+        shards.append(shard)
+    assert [load_index(s).manifest.shard.start for s in shards] == [0, 689, 1378]
+    # a shard is an index in its own right
+    assert load_index(shards[1]).search(["Normans"], k=1)[0]
+    merged = merge_shards(list(reversed(shards)), tmp_path / "merged")
+    assert merged.corpus.passages == 2067 and merged.shard is None
+    assert_same_index(one_process, tmp_path / "merged")
+
+
+def test_killed_worker_still_yields_the_identical_index(
+    one_process: Path, squad_dev: Path, encoder: Path, tmp_path: Path
+) -> None:
+    executor = DaskExecutor("local:2")
+    try:
+        pids = list(executor.client().run(os.getpid).values())
+        out = tmp_path / "killed"
+        chunks = temporary_path(out) / "dense" / "chunks"
+        errors: list[BaseException] = []
+
+        def build() -> None:
+            try:
+                build_index([squad_dev], out, options(encoder), executor=executor)
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=build)
+        thread.start()
+        deadline = time.monotonic() + 120
+        while not list(chunks.glob("0*[0-9].npy")) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        done_when_killed = len(list(chunks.glob("0*[0-9].npy")))
+        os.kill(pids[0], signal.SIGKILL)
+        thread.join(300)
+        assert not errors, errors
+        assert 0 < done_when_killed < 33, "the worker was not killed mid-build"
+        assert_same_index(one_process, out)
+    finally:
+        executor.close()
+
+
+def test_resume_continues_across_executors(
+    one_process: Path, squad_dev: Path, encoder: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, cluster: DaskExecutor,
+) -> None:
+    out = tmp_path / "resumed"
+    original = dense_module.encode_range
+    done: list[int] = []
+
+    def interrupted(*args, **kwargs):
+        if len(done) == 10:
+            raise KeyboardInterrupt
+        done.append(original(*args, **kwargs))
+        return done[-1]
+
+    monkeypatch.setattr(dense_module, "encode_range", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_index([squad_dev], out, options(encoder), executor=InProcess())
+    monkeypatch.setattr(dense_module, "encode_range", original)
+    kept = sorted((temporary_path(out) / "dense" / "chunks").glob("*.npy"))
+    assert len(kept) == 10
+    notices: list[str] = []
+    runs = len(cluster.history)
+    build_index([squad_dev], out, options(encoder), resume=True, executor=cluster,
+                notify=notices.append)
+    assert any("resuming" in notice for notice in notices)
+    # the ten chunks of the first run were reused; the cluster encoded the other 23
+    assert ("dense encoding", 10, 23) in cluster.history[runs:]
+    assert_same_index(one_process, out)
+
+
+def test_cli_shard_and_merge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    base = ["index", str(SAMPLE_CORPUS), "--retrievers", "bm25", "--passage-words", "30", "-q"]
+    assert runner.invoke(app, [*base, "--out", "whole"]).exit_code == 0
+    for number in range(2):
+        result = runner.invoke(app, [*base, "--out", f"s{number}", "--shard", f"{number}/2"])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["merge", "s0", "s1", "--out", "merged"])
+    assert result.exit_code == 0, result.output
+    assert "passages" in result.output
+    for name in ("bm25/data.npy", "bm25/indices.npy", "bm25/vocab.json", "passages.jsonl"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "merged" / name).read_bytes()
+    search = ["search", "Who received a patent for the telephone?", "-k", "3", "--format", "jsonl"]
+    a = runner.invoke(app, [*search, "--index", "whole"])
+    b = runner.invoke(app, [*search, "--index", "merged"])
+    assert a.exit_code == b.exit_code == 0 and a.output == b.output and a.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--shard", "2/2"], "must be 0 to 1"),
+        (["--shard", "one/2"], "is not I/N"),
+        (["--shard", "0/0"], "is not I/N"),
+        (["--scheduler", "local:2"], "--scheduler needs --executor dask"),
+        (["--executor", "dask", "--scheduler", "local:x"], "neither local:N"),
+    ],
+)
+def test_cli_scale_out_options_fail_in_one_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(app, ["index", str(SAMPLE_CORPUS), "--retrievers", "bm25",
+                                      "--out", str(tmp_path / "x"), *args])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "x").exists()
+
+
+def test_merge_refuses_incomplete_or_mixed_shards(tmp_path: Path) -> None:
+    bm25 = BuildOptions(corpus=CorpusOptions(passage_words=30))
+    other = BuildOptions(corpus=CorpusOptions(passage_words=20))
+    for number in range(3):
+        build_index([SAMPLE_CORPUS], tmp_path / f"s{number}", bm25, shard=ShardSpec(number, 3))
+    build_index([SAMPLE_CORPUS], tmp_path / "odd", other, shard=ShardSpec(2, 3))
+    build_index([SAMPLE_CORPUS], tmp_path / "whole", bm25)
+    cases = [
+        (["s0", "s1"], "shard 2 missing"),
+        (["s0", "s1", "s1"], "shard 1 given twice"),
+        (["s0", "s1", "odd"], "differ in corpus options"),
+        (["s0", "s1", "whole"], "is a whole index, not a shard"),
+    ]
+    for names, message in cases:
+        with pytest.raises(OdqaError, match=message):
+            merge_shards([tmp_path / n for n in names], tmp_path / "merged")
+        assert not (tmp_path / "merged").exists()
+    result = CliRunner().invoke(app, ["merge", str(tmp_path / "s0"), "--out",
+                                      str(tmp_path / "merged")])
+    assert result.exit_code == 1 and "missing" in result.output
+
+
+def test_executor_registry() -> None:
+    assert make_executor("process").name == "process" and make_executor("process").streams
+    dask = make_executor("dask", "tcp://127.0.0.1:1")
+    assert dask.name == "dask" and not dask.streams
+    with pytest.raises(OdqaError, match="unknown --executor 'ray'"):
+        make_executor("ray")
