@@ -61,10 +61,11 @@ PUBLIC_API: dict[str, str] = {
 
 
 def load_index(path: str | Path) -> Index:
-    """Open the index directory at ``path`` (arrays memory-mapped) and return an :class:`Index`."""
-    from odqa.index.store import Index
+    """Open the index directory at ``path`` (arrays memory-mapped) and return an :class:`Index`;
+    a folder of shards opens as one index searched in place."""
+    from odqa.index.store import load_index as load
 
-    return Index.load(path)
+    return load(path)
 
 
 def __getattr__(name: str) -> Any:

@@ -166,5 +166,13 @@ class Index:
 
 
 def load_index(path: str | Path) -> Index:
-    """Open the index directory at ``path`` (arrays memory-mapped) and return an :class:`Index`."""
+    """Open the index directory at ``path`` (arrays memory-mapped) and return an :class:`Index`;
+    a folder of shards (``odqa index --shard I/N``) opens as one index searched in place
+    (:class:`~odqa.index.sharded.ShardedIndex`)."""
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        from odqa.index.sharded import ShardedIndex, shard_folders
+
+        if shard_folders(path):
+            return ShardedIndex.load(path)
     return Index.load(path)

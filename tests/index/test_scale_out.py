@@ -245,3 +245,32 @@ def test_executor_registry() -> None:
     assert dask.name == "dask" and not dask.streams
     with pytest.raises(OdqaError, match="unknown --executor 'ray'"):
         make_executor("ray")
+
+
+def test_search_over_unmerged_shards_equals_the_merged_index(
+    one_process: Path, squad_dev: Path, encoder: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "shards"
+    for number in range(3):
+        build_index([squad_dev], folder / f"shard-{number}", options(encoder),
+                    shard=ShardSpec(number, 3))
+    sharded, whole = load_index(folder), load_index(one_process)
+    assert len(sharded.passages) == 2067 and sharded.retrievers() == ["bm25", "dense", "hybrid"]
+    questions = [*QUERIES, "the the", "Super Bowl Super Bowl champions Denver"]
+    for retriever in ("bm25", "dense", "hybrid"):
+        got = sharded.search(questions, k=20, retriever=retriever)
+        expected = whole.search(questions, k=20, retriever=retriever)
+        assert [[h.id for h in q] for q in got] == [[h.id for h in q] for q in expected]
+        for a, b in zip(got, expected, strict=True):
+            assert np.allclose([h.score for h in a], [h.score for h in b], rtol=1e-6, atol=1e-6)
+    assert sharded.search(["Normans"], k=1)[0][0].text == whole.search(["Normans"], k=1)[0][0].text
+    result = CliRunner().invoke(app, ["search", "Where did the Normans settle?", "--index",
+                                      str(folder), "-k", "5", "--format", "trec"])
+    expected_run = CliRunner().invoke(app, ["search", "Where did the Normans settle?", "--index",
+                                            str(one_process), "-k", "5", "--format", "trec"])
+    assert result.exit_code == 0, result.output
+    assert [line.split()[2] for line in result.output.splitlines()] == [
+        line.split()[2] for line in expected_run.output.splitlines()]
+    (folder / "shard-2" / "manifest.json").rename(folder / "shard-2" / "manifest.moved")
+    with pytest.raises(OdqaError, match="shard 2 missing"):
+        load_index(folder)

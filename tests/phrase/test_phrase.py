@@ -340,3 +340,36 @@ def test_phrase_sparse_options_from_the_cli(phrase_index, phrase_model, tmp_path
     assert code == 0  # no bm25: dense only by default
     code, output = answers("--phrase-sparse-weight", "1", index=only_phrase)
     assert code == 1 and "needs a bm25 index" in output and "Traceback" not in output
+
+
+def test_phrase_shards_and_dask_builds_equal_the_one_process_index(phrase_index, phrase_model,
+                                                                    tmp_path):
+    common = ["--retrievers", "bm25,phrase", "--phrase-encoder", phrase_model, "--phrase-index",
+              "flat", "--phrase-filter-threshold", "-1000", "--device", "cpu", "-q"]
+    for number in range(2):
+        result = cli("index", SAMPLE_CORPUS, "--out", tmp_path / f"s{number}", *common,
+                     "--shard", f"{number}/2")
+        assert result.exit_code == 0, result.output
+    result = cli("merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "merged", "-q")
+    assert result.exit_code == 0, result.output
+    result = cli("index", SAMPLE_CORPUS, "--out", tmp_path / "dask", *common,
+                 "--executor", "dask", "--scheduler", "local:2", "--resume-chunk", "20")
+    assert result.exit_code == 0, result.output
+    expected = json.loads((phrase_index / "manifest.json").read_text())["families"]["phrase"]
+    for built in ("merged", "dask"):
+        folder = tmp_path / built
+        section = json.loads((folder / "manifest.json").read_text())["families"]["phrase"]
+        for key in ("tokens", "start_candidates", "end_candidates", "corpus_tokens"):
+            assert section[key] == expected[key], (built, key)
+        for name in ("tokens.npy", "flags.npy"):
+            assert np.array_equal(np.load(phrase_index / "phrase" / name),
+                                  np.load(folder / "phrase" / name)), (built, name)
+        for name in ("start.npy", "end.npy"):
+            a, b = (np.load(p / "phrase" / name).astype(np.float32)
+                    for p in (phrase_index, folder))
+            assert np.abs(a - b).max() < 2e-2, (built, name)
+        answers = [cli("ask", QUESTION, "--index", index, "--mode", "phrase", "--top", "3",
+                       "--format", "jsonl") for index in (phrase_index, folder)]
+        spans = [[(a["text"], a["passage_id"]) for line in r.output.splitlines()
+                  for a in json.loads(line)["answers"]] for r in answers]
+        assert spans[0] == spans[1] and spans[0], built
