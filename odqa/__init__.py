@@ -27,6 +27,11 @@ PUBLIC_API: dict[str, str] = {
     "WORD_RE": "odqa.text",
     "DenseOptions": "odqa.retrieval.dense_options",
     "PhraseOptions": "odqa.phrase.index",
+    "ShardSpec": "odqa.index.build",
+    "merge_shards": "odqa.index.merge",
+    "make_executor": "odqa.index.executors",
+    "InProcess": "odqa.index.executors",
+    "DaskExecutor": "odqa.index.executors",
     # retrievers
     "DenseRetriever": "odqa.retrieval.dense",
     "build_dense": "odqa.retrieval.dense",

@@ -15,6 +15,7 @@ at the same path (one machine, or a shared file system).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,18 @@ from odqa.errors import OdqaError
 
 RETRIES = 3
 """Times a Dask task is re-run after its worker died (or it failed) before the build fails."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What one :meth:`Executor.run` did: units reused from disk, units run, wall seconds,
+    and (in this process) each unit's own seconds."""
+
+    label: str
+    reused: int
+    ran: int
+    seconds: float
+    unit_seconds: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,8 @@ class Executor(Protocol):
     name: str
     streams: bool
     """Whether families may do their work while the corpus is read (one process only)."""
+    history: list[RunRecord]
+    """One record per :meth:`run`, oldest first."""
 
     def run(self, units: Sequence[WorkUnit], progress: Any = None, label: str = "") -> None:
         """Run every unit whose target is missing; raise OdqaError if one cannot finish."""
@@ -66,24 +81,34 @@ def _task(progress: Any, label: str, units: Sequence[WorkUnit]) -> Any:
 
 
 class InProcess:
-    """Units run one after another in this process (the default)."""
+    """Units run one after another in this process (the default). ``streams=False`` makes
+    BM25 run as counting units too (as on a cluster), which times each unit."""
 
     name = "process"
-    streams = True
+
+    def __init__(self, streams: bool = True) -> None:
+        self.streams = streams
+        self.history: list[RunRecord] = []
 
     def run(self, units: Sequence[WorkUnit], progress: Any = None, label: str = "") -> None:
         task = _task(progress, label, units)
+        started = time.perf_counter()
+        seconds = []
         for unit in units:
             if unit.done:
                 if task is not None:
                     progress.update(task, advance=unit.size)
                 continue
+            began = time.perf_counter()
             if unit.reports and task is not None:
                 unit.function(*unit.args, advance=lambda n: progress.update(task, advance=n))
             else:
                 unit.function(*unit.args)
                 if task is not None:
                     progress.update(task, advance=unit.size)
+            seconds.append(time.perf_counter() - began)
+        self.history.append(RunRecord(label, len(units) - len(seconds), len(seconds),
+                                      time.perf_counter() - started, tuple(seconds)))
 
     def close(self) -> None:
         return None
@@ -100,8 +125,7 @@ class DaskExecutor:
     scheduler: str
     name: str = "dask"
     streams: bool = False
-    history: list[tuple[str, int, int]] = field(default_factory=list)
-    """Per run: (label, units reused from disk, units submitted to the cluster)."""
+    history: list[RunRecord] = field(default_factory=list)
     _client: Any = field(default=None, repr=False)
     _cluster: Any = field(default=None, repr=False)
 
@@ -143,6 +167,7 @@ class DaskExecutor:
         from distributed import as_completed
 
         task = _task(progress, label, units)
+        started = time.perf_counter()
         pending = []
         for unit in units:
             if unit.done:
@@ -150,8 +175,8 @@ class DaskExecutor:
                     progress.update(task, advance=unit.size)
             else:
                 pending.append(unit)
-        self.history.append((label, len(units) - len(pending), len(pending)))
         if not pending:
+            self.history.append(RunRecord(label, len(units), 0, 0.0))
             return
         client = self.client()
         futures = {
@@ -175,6 +200,8 @@ class DaskExecutor:
         finally:
             for future in futures:
                 future.cancel()
+        self.history.append(RunRecord(label, len(units) - len(pending), len(pending),
+                                      time.perf_counter() - started))
 
     def close(self) -> None:
         if self._client is not None:

@@ -175,7 +175,8 @@ def test_resume_continues_across_executors(
                 notify=notices.append)
     assert any("resuming" in notice for notice in notices)
     # the ten chunks of the first run were reused; the cluster encoded the other 23
-    assert ("dense encoding", 10, 23) in cluster.history[runs:]
+    assert [(r.reused, r.ran) for r in cluster.history[runs:] if r.label == "dense encoding"] == [
+        (10, 23)]
     assert_same_index(one_process, out)
 
 
@@ -274,3 +275,17 @@ def test_search_over_unmerged_shards_equals_the_merged_index(
     (folder / "shard-2" / "manifest.json").rename(folder / "shard-2" / "manifest.moved")
     with pytest.raises(OdqaError, match="shard 2 missing"):
         load_index(folder)
+
+
+def test_bm25_work_units_in_this_process_equal_the_streaming_build(
+    tmp_path: Path, small_bm25_units: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(families_module, "BM25_UNIT", 7)
+    bm25 = BuildOptions(corpus=CorpusOptions(passage_words=20))
+    build_index([SAMPLE_CORPUS], tmp_path / "stream", bm25)
+    units = InProcess(streams=False)
+    build_index([SAMPLE_CORPUS], tmp_path / "units", bm25, executor=units)
+    [record] = [r for r in units.history if r.label == "bm25 counting"]
+    assert record.ran > 10 and len(record.unit_seconds) == record.ran and record.reused == 0
+    for name in (*(f"bm25/{a}.npy" for a in BM25_ARRAYS), "bm25/vocab.json"):
+        assert (tmp_path / "stream" / name).read_bytes() == (tmp_path / "units" / name).read_bytes()
