@@ -73,7 +73,7 @@ def head(path: Path, lines: int, out: Path) -> Path:
 
 
 def options(family: str) -> BuildOptions:
-    dense = DenseOptions(device="cpu") if family == "dense" else None
+    dense = DenseOptions(device="cpu", chunk_size=1024) if family == "dense" else None
     return BuildOptions(retrievers=(family,), corpus=CorpusOptions(passage_words=0), dense=dense)
 
 

@@ -150,7 +150,8 @@ def _bm25_by_units(folder: Path, passages: PassageStore, options: Any, context: 
 
     analyzer, params = options
     parts = context.scratch / "bm25-parts"
-    parts.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(parts, ignore_errors=True)  # counting is cheap: never reuse stale parts
+    parts.mkdir(parents=True)
     units = [
         WorkUnit(count_passages, (passages.folder, start, stop, analyzer.to_dict(), target),
                  target,

@@ -13,6 +13,7 @@ fuses those two. Phrase search needs the merged index (``odqa merge``).
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,10 @@ def shard_folders(path: Path) -> list[Path]:
     found = []
     for child in sorted(p for p in path.iterdir() if (p / MANIFEST).is_file()):
         try:
-            text = (child / MANIFEST).read_text(encoding="utf-8")
-        except OSError:
+            manifest = json.loads((child / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             continue
-        if '"shard"' in text:
+        if isinstance(manifest, dict) and manifest.get("shard") is not None:
             found.append(child)
     return found
 

@@ -289,3 +289,29 @@ def test_bm25_work_units_in_this_process_equal_the_streaming_build(
     assert record.ran > 10 and len(record.unit_seconds) == record.ran and record.reused == 0
     for name in (*(f"bm25/{a}.npy" for a in BM25_ARRAYS), "bm25/vocab.json"):
         assert (tmp_path / "stream" / name).read_bytes() == (tmp_path / "units" / name).read_bytes()
+
+
+def test_ivfpq_shards_merge_into_the_one_process_index(
+    squad_dev: Path, encoder: Path, tmp_path: Path
+) -> None:
+    ivf = BuildOptions(
+        retrievers=("dense",), corpus=CorpusOptions(passage_words=0),
+        dense=DenseOptions(encoder=str(encoder), device="cpu", batch_size=16, chunk_size=256,
+                           faiss="ivfpq", nprobe=8),
+    )
+    whole = build_index([squad_dev], tmp_path / "whole", ivf)
+    shards = [tmp_path / f"s{n}" for n in range(2)]
+    for number, shard in enumerate(shards):
+        section = build_index([squad_dev], shard, ivf, shard=ShardSpec(number, 2)).section("dense")
+        assert section["exact_vectors"] and (shard / "dense" / "vectors.npy").is_file()
+    merged = merge_shards(shards, tmp_path / "merged")
+    # nlist is resolved for the whole corpus, not copied from a shard
+    assert merged.section("dense")["faiss"] == whole.section("dense")["faiss"]
+    assert merged.section("dense")["faiss"]["nlist"] == 53
+    # the exact vectors stay for IVF-PQ re-ranking (refine 4), as in a one-process build
+    assert (tmp_path / "merged" / "dense" / "vectors.npy").read_bytes() == (
+        tmp_path / "whole" / "dense" / "vectors.npy").read_bytes()
+    hits = [load_index(p).search(QUERIES, k=10, retriever="dense")
+            for p in (tmp_path / "whole", tmp_path / "merged")]
+    assert [[(h.id, h.score) for h in q] for q in hits[0]] == [
+        [(h.id, h.score) for h in q] for q in hits[1]]
