@@ -80,6 +80,17 @@ def _task(progress: Any, label: str, units: Sequence[WorkUnit]) -> Any:
     return progress.add_task(label, total=sum(u.size for u in units), unit="passages")
 
 
+def _pending(units: Sequence[WorkUnit], progress: Any, task: Any) -> list[WorkUnit]:
+    """The units still to run; finished ones (targets on disk) advance the progress bar."""
+    pending = []
+    for unit in units:
+        if not unit.done:
+            pending.append(unit)
+        elif task is not None:
+            progress.update(task, advance=unit.size)
+    return pending
+
+
 class InProcess:
     """Units run one after another in this process (the default). ``streams=False`` makes
     BM25 run as counting units too (as on a cluster), which times each unit."""
@@ -94,11 +105,7 @@ class InProcess:
         task = _task(progress, label, units)
         started = time.perf_counter()
         seconds = []
-        for unit in units:
-            if unit.done:
-                if task is not None:
-                    progress.update(task, advance=unit.size)
-                continue
+        for unit in _pending(units, progress, task):
             began = time.perf_counter()
             if unit.reports and task is not None:
                 unit.function(*unit.args, advance=lambda n: progress.update(task, advance=n))
@@ -168,13 +175,7 @@ class DaskExecutor:
 
         task = _task(progress, label, units)
         started = time.perf_counter()
-        pending = []
-        for unit in units:
-            if unit.done:
-                if task is not None:
-                    progress.update(task, advance=unit.size)
-            else:
-                pending.append(unit)
+        pending = _pending(units, progress, task)
         if not pending:
             self.history.append(RunRecord(label, len(units), 0, 0.0))
             return
