@@ -6,8 +6,12 @@ passages holding at least one query term are ranked; the order is (-score, passa
 
 - :func:`exhaustive_one` adds every posting of every query term into a dense accumulator
   (no branch per posting), then keeps the best k touched passages in a heap: found through the
-  postings when they are few, else by a scan of the accumulator in chunks that skips every chunk
-  where no score can enter the heap. Any sign of stored scores.
+  postings when they are few, else by a scan of the accumulator. With positive scores the scan
+  first takes each chunk's maximum (as int32 bit patterns, whose order is the float order for
+  scores >= 0, so the loop vectorises); the k-th largest chunk maximum is a lower bound on the
+  k-th best score (k distinct passages reach it), so only chunks and passages at or above it are
+  offered to the heap. Other signs use a chunked scan that skips chunks where no score can enter
+  the heap. Any sign of stored scores.
 - :func:`maxscore_one` walks the postings document-at-a-time with MaxScore: terms are ordered by
   their largest possible contribution (``count * term_max``); once the k-th best score reaches
   the sum of the smallest ones, those terms only complete the scores of passages found through
@@ -31,6 +35,8 @@ ROUNDING = 2.0**-22
 CHUNK = 64
 """Passages per chunk when scanning the accumulator: a chunk is read element by element only
 when one of its scores can enter the heap."""
+MAX_CHUNK = 128
+"""Passages per chunk maximum in the positive scan (a fixed trip count, so it vectorises)."""
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -123,15 +129,65 @@ def _scan_top(acc, marks, marked, k, out_scores, out_docs) -> int:
 
 
 @nb.njit(cache=True, nogil=True)
+def _chunk_maxima(bits, maxima) -> int:
+    """Each ``MAX_CHUNK`` chunk's largest value of ``bits`` (>= 0) into ``maxima``; the count."""
+    n = len(bits)
+    full = n // MAX_CHUNK
+    for c in range(full):
+        lo = c * MAX_CHUNK
+        best = np.int32(0)
+        for d in range(MAX_CHUNK):
+            value = bits[lo + d]
+            if value > best:
+                best = value
+        maxima[c] = best
+    if full * MAX_CHUNK == n:
+        return full
+    best = np.int32(0)
+    for d in range(full * MAX_CHUNK, n):
+        value = bits[d]
+        if value > best:
+            best = value
+    maxima[full] = best
+    return full + 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _scan_top_positive(acc, maxima, k, out_scores, out_docs) -> int:
+    """The best ``k`` passages with ``acc > 0`` (every value >= 0) into the heap; its size.
+
+    Passages below the k-th largest chunk maximum cannot be among the k best and are skipped;
+    the others are offered in passage order, so the heap ends as the full scan's would.
+    """
+    bits = acc.view(np.int32)
+    count = _chunk_maxima(bits, maxima)
+    bound = np.int32(1)  # the smallest positive float32: only touched passages
+    if count > k:
+        kth = np.partition(maxima[:count], count - k)[count - k]
+        if kth > bound:
+            bound = kth
+    size = 0
+    for c in range(count):
+        if maxima[c] < bound:
+            continue
+        lo = c * MAX_CHUNK
+        for doc in range(lo, min(lo + MAX_CHUNK, len(acc))):
+            if bits[doc] < bound or (size == k and acc[doc] <= out_scores[0]):
+                continue
+            size = _offer(out_scores, out_docs, size, k, acc[doc], np.int64(doc))
+    return size
+
+
+@nb.njit(cache=True, nogil=True)
 def exhaustive_one(
     data, indices, indptr, rows, counts, k, positive, acc, marks, touched, out_scores, out_docs
 ) -> int:
     """Top ``k`` of one query by term-at-a-time accumulation; returns the number of hits.
 
     Any sign of stored scores; ``positive``: all are > 0 (then ``acc > 0`` marks the touched
-    passages and ``marks`` is not written). ``acc`` (float32), ``marks`` (uint8) and
-    ``touched`` (int32), one slot per passage, must be zero on entry and are left zero. Results
-    go to ``out_scores[:n]`` / ``out_docs[:n]``, best first.
+    passages and ``marks`` is not written). ``acc`` (float32) and ``marks`` (uint8), one slot
+    per passage, must be zero on entry and are left zero; ``touched`` (int32, one slot per
+    passage) is scratch. Results go to ``out_scores[:n]`` / ``out_docs[:n]``, best first.
     """
     n = len(acc)
     if k <= 0 or len(rows) == 0:
@@ -164,11 +220,13 @@ def exhaustive_one(
             doc = touched[t]
             size = _offer(out_scores, out_docs, size, k, acc[doc], np.int64(doc))
             acc[doc] = 0.0
-    else:
-        size = _scan_top(acc, marks, not positive, k, out_scores, out_docs)
+    elif positive:
+        size = _scan_top_positive(acc, touched, k, out_scores, out_docs)
         acc[:] = 0.0
-        if not positive:
-            marks[:] = 0
+    else:
+        size = _scan_top(acc, marks, True, k, out_scores, out_docs)
+        acc[:] = 0.0
+        marks[:] = 0
     _sort_heap(out_scores, out_docs, size)
     return size
 

@@ -241,3 +241,25 @@ def test_top_100_equals_rank_bm25_on_squad_paragraphs(variant, squad_dev, tmp_pa
         np.testing.assert_allclose(np.sort(expected[ids]), np.sort(expected[best]), rtol=1e-5)
         # the same passages, except where float32 rounding swaps near-equal scores at the cut
         assert len(set(ids.tolist()) & set(best.tolist())) >= len(best) - 2
+
+
+@pytest.mark.parametrize("n", [1, 127, 128, 129, 5000, 40_000])
+@pytest.mark.parametrize("k", [1, 10, 100, 1000])
+def test_positive_scan_keeps_the_k_best_touched_passages(n, k):
+    """The chunk-maxima scan (bound from the k-th largest chunk maximum) gives the exact top k
+    by (-score, passage), with ties across chunks, untouched (zero) passages and tails."""
+    from odqa.retrieval import bm25_kernels as kernels
+
+    rng = np.random.default_rng(n * 7 + k)
+    acc = rng.choice(np.float32([0.0, 0.5, 1.25, 2.0, 3.0]), size=n).astype(np.float32)
+    acc[rng.random(n) < 0.2] = 0.0
+    acc[rng.integers(0, n, size=max(1, n // 50))] = rng.random(max(1, n // 50), dtype=np.float32)
+    scores, docs = np.zeros(k, np.float32), np.zeros(k, np.int64)
+    maxima = np.zeros(n, np.int32)
+    size = kernels._scan_top_positive(acc, maxima, k, scores, docs)
+    kernels._sort_heap(scores, docs, size)
+    touched = np.flatnonzero(acc > 0)
+    order = touched[np.lexsort((touched, -acc[touched]))][:k]
+    assert size == len(order)
+    assert np.array_equal(docs[:size], order)
+    assert np.array_equal(scores[:size], acc[order])
