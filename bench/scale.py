@@ -136,14 +136,16 @@ def bench_family(family: str, corpus: Path, passages: int, args: argparse.Namesp
     t_merge, _ = timed(merge_shards, shards, work / f"{family}-merged", force=True)
 
     waves = math.ceil(record.ran / workers)
-    fixed = max(0.0, dask_record.seconds - waves * mean_unit)
+    worker_unit = sum(dask_record.unit_seconds) / max(1, dask_record.ran)
+    fixed = max(0.0, dask_record.seconds - waves * worker_unit)
     print(f"one process (default):        {t_one:8.1f} s")
     print(f"units in one process:         {t_units:8.1f} s  ({record.ran} units of "
           f"{mean_unit:.2f} s mean; serial part {serial:.1f} s)")
     print(f"LocalCluster, {workers} workers:     {t_dask:8.1f} s  (+{t_start:.1f} s cluster "
           f"start)  speedup {t_one / t_dask:.2f}x over one process; units phase "
-          f"{dask_record.seconds:.1f} s for {waves} waves of {workers} units of "
-          f"{mean_unit:.2f} s: {fixed:.1f} s of worker start-up (imports, model) and scheduling")
+          f"{dask_record.seconds:.1f} s for {record.ran} units in {waves} waves, "
+          f"{worker_unit:.2f} s per unit on a worker (one thread; {mean_unit:.2f} s in one "
+          f"process): {fixed:.1f} s of scheduling and waiting")
     print(f"{args.workers} shards + merge:             shards "
           + ", ".join(f"{s:.1f}" for s in shard_times)
           + f" s, merge {t_merge:.1f} s: {max(shard_times) + t_merge:.1f} s on "
@@ -151,12 +153,12 @@ def bench_family(family: str, corpus: Path, passages: int, args: argparse.Namesp
     print(f"equal to one process: cluster {same_index(family, one, work / f'{family}-dask')}, "
           f"merged {same_index(family, one, work / f'{family}-merged')}")
     print(f"model, {passages:,} passages: serial {serial:.1f} s + cluster {fixed:.1f} s + "
-          f"ceil({record.ran} units / N) x {mean_unit:.2f} s")
+          f"ceil({record.ran} units / N) x {worker_unit:.2f} s (N one-thread workers)")
     for n in MACHINES:
-        modelled = serial + fixed + math.ceil(record.ran / n) * mean_unit
+        modelled = serial + fixed + math.ceil(record.ran / n) * worker_unit
         print(f"  N = {n:3d}: {modelled:8.1f} s  ({t_one / modelled:5.2f}x one process)")
     scale = 21_000_000 / passages
-    wiki = serial * scale + fixed + math.ceil(record.ran * scale / 64) * mean_unit
+    wiki = serial * scale + fixed + math.ceil(record.ran * scale / 64) * worker_unit
     print(f"  21M passages (Wikipedia), N = 64: about {wiki:,.0f} s, of which serial "
           f"{serial * scale:,.0f} s (serial part and unit count scaled linearly)")
 

@@ -30,7 +30,7 @@ RETRIES = 3
 @dataclass(frozen=True)
 class RunRecord:
     """What one :meth:`Executor.run` did: units reused from disk, units run, wall seconds,
-    and (in this process) each unit's own seconds."""
+    and each unit's own seconds where it ran (in finishing order on a cluster)."""
 
     label: str
     reused: int
@@ -121,6 +121,13 @@ class InProcess:
         return None
 
 
+def timed_call(function: Callable[..., Any], *args: Any) -> float:
+    """Run ``function(*args)``; the seconds it took (where it ran)."""
+    began = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - began
+
+
 @dataclass
 class DaskExecutor:
     """Units run as tasks on a ``dask.distributed`` cluster.
@@ -181,14 +188,15 @@ class DaskExecutor:
             return
         client = self.client()
         futures = {
-            client.submit(unit.function, *unit.args, pure=False, retries=RETRIES): unit
+            client.submit(timed_call, unit.function, *unit.args, pure=False, retries=RETRIES): unit
             for unit in pending
         }
+        seconds: list[float] = []
         try:
             for future in as_completed(futures):
                 unit = futures[future]
                 try:
-                    future.result()
+                    seconds.append(future.result())
                 except OdqaError:
                     raise
                 except Exception as exc:
@@ -202,7 +210,7 @@ class DaskExecutor:
             for future in futures:
                 future.cancel()
         self.history.append(RunRecord(label, len(units) - len(pending), len(pending),
-                                      time.perf_counter() - started))
+                                      time.perf_counter() - started, tuple(seconds)))
 
     def close(self) -> None:
         if self._client is not None:
