@@ -74,7 +74,7 @@ def without_export(index: Path, copy: Path) -> Path:
     """A copy of ``index`` as older odqa versions wrote it: no ONNX query encoder."""
     shutil.copytree(index, copy, ignore=shutil.ignore_patterns("query_onnx"))
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["dense"].pop("query_onnx", None)
+    manifest["families"]["dense"].pop("query_onnx", None)
     (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return copy
 

@@ -99,6 +99,7 @@ def export_phrase_queries(encoder: Any, folder: Path) -> dict[str, Any]:
                        output_names=[OUTPUT_NAME], dynamic_axes=axes, tokens=8)
     model.to(encoder.device)
     FastTokenizer.from_transformers(encoder.tokenizer).save(folder)
+    optimized = onnx.write_optimized(folder / onnx.MODEL_FILE, private=True)  # probes check it too
     max_length = model.config.max_query_length
     exported = OnnxQueryEncoder(folder, onnx.MODEL_FILE, max_length)
     probes = list(PROBES)
@@ -113,6 +114,7 @@ def export_phrase_queries(encoder: Any, folder: Path) -> dict[str, Any]:
         return onnx.skipped_export(
             folder, f"the export's vectors differ from torch's (cosine {cosine:.6f})")
     return {"folder": EXPORT_DIR, "model": onnx.MODEL_FILE, "max_query_length": max_length,
+            "optimized": optimized.name if optimized else None,
             "probe_min_cosine": round(cosine, 7)}
 
 

@@ -61,6 +61,57 @@ def test_index_records_a_checked_query_export(index_dir: Path) -> None:
     assert record["probe_min_cosine"] >= MIN_COSINE
     folder = index_dir / "dense" / record["folder"]
     assert {"model.onnx", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
+    assert record["optimized"] == "model.opt.onnx" and (folder / "model.opt.onnx").is_file()
+
+
+def _batch(rows: int = 3, width: int = 11) -> dict[str, np.ndarray]:
+    ids = np.random.default_rng(0).integers(5, 90, size=(rows, width))
+    mask = np.ones((rows, width), dtype=np.int64)
+    mask[1, 7:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+
+def test_optimised_graph_opens_with_the_same_outputs_and_a_bad_one_is_passed_over(
+    index_dir: Path, tmp_path: Path
+) -> None:
+    """The pre-optimised graph gives exactly the outputs of optimising the model at load time;
+    a damaged one is ignored (the model is optimised as before), never an error."""
+    import onnxruntime
+
+    from odqa.runtime import onnx
+
+    source = index_dir / "dense" / EXPORT_DIR
+    folder = tmp_path / "export"
+    shutil.copytree(source, folder)
+    model = folder / "model.onnx"
+    level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    plain = onnx._session(onnxruntime, model, level, 1)  # what sessions did before
+    feed = {i.name: _batch()[i.name] for i in plain.get_inputs()}
+    expected = plain.run(None, feed)[0]
+    assert (folder / "model.opt.onnx").is_file()
+    np.testing.assert_array_equal(onnx.OnnxModel(model, 1)(feed)[0], expected)
+    (folder / "model.opt.onnx").write_bytes(b"not a model")
+    np.testing.assert_array_equal(onnx.OnnxModel(model, 1)(feed)[0], expected)
+    (folder / "model.opt.onnx").unlink()
+    assert onnx.write_optimized(model) == folder / "model.opt.onnx"
+    np.testing.assert_array_equal(onnx.OnnxModel(model, 1)(feed)[0], expected)
+
+
+def test_cached_exports_are_optimised_once_on_first_use(
+    encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exports in the cache (the reader's, passage encoders') gain an optimised graph, also
+    when an older odqa left the cache without one; fp32 and int8."""
+    monkeypatch.setenv("ODQA_CACHE", str(tmp_path / "cache"))
+    for backend in ("onnx", "int8"):
+        encoder = TextEncoder(inspect_encoder(str(encoder_dir)), backend=backend, device="cpu")
+        first = encoder.encode(QUERIES)
+        [optimised] = (tmp_path / "cache").rglob("model.int8.opt.onnx" if backend == "int8"
+                                                  else "model.opt.onnx")
+        optimised.unlink()  # a cache written before optimised graphs existed
+        again = TextEncoder(inspect_encoder(str(encoder_dir)), backend=backend, device="cpu")
+        np.testing.assert_array_equal(again.encode(QUERIES), first)
+        assert optimised.is_file()
 
 
 def test_dense_queries_run_on_the_export_with_the_torch_vectors(index_dir: Path) -> None:
