@@ -58,35 +58,35 @@ class StoredHit(Hit):
     """
 
     __slots__ = ("_ids", "_index", "_passage", "_source")
-    _ids: tuple[str, str] | None
+    _ids: tuple[str, str]
     _index: int
-    _passage: Passage | None
+    _passage: Passage
     _source: RecordSource
 
     def __init__(self, source: RecordSource, index: int, score: float, rank: int) -> None:
-        setter = object.__setattr__  # the hit is frozen
-        setter(self, "score", score)
-        setter(self, "rank", rank)
-        setter(self, "_source", source)
-        setter(self, "_index", index)
-        setter(self, "_ids", None)
-        setter(self, "_passage", None)
+        _SET_SCORE(self, score)  # the hit is frozen: its slots are set through their descriptors
+        _SET_RANK(self, rank)
+        _SET_SOURCE(self, source)
+        _SET_INDEX(self, index)
 
     def _load_passage(self) -> Passage:
-        passage = self._passage
-        if passage is None:
+        try:
+            return self._passage
+        except AttributeError:  # not read yet (the slot is left empty until then)
             passage = self._source[self._index]
-            object.__setattr__(self, "_passage", passage)
-        return passage
+            _SET_PASSAGE(self, passage)
+            return passage
 
     def _load_ids(self) -> tuple[str, str]:
-        ids = self._ids
+        try:
+            return self._ids
+        except AttributeError:
+            pass
+        ids = parse_head(self._source.record_head(self._index, HEAD_BYTES))
         if ids is None:
-            ids = parse_head(self._source.record_head(self._index, HEAD_BYTES))
-            if ids is None:
-                passage = self._load_passage()
-                ids = (passage.id, passage.doc_id)
-            object.__setattr__(self, "_ids", ids)
+            passage = self._load_passage()
+            ids = (passage.id, passage.doc_id)
+        _SET_IDS(self, ids)
         return ids
 
     @property
@@ -121,24 +121,40 @@ class StoredHit(Hit):
         return f"StoredHit(id={self.id!r}, score={self.score!r}, rank={self.rank!r})"
 
 
+_SET_SCORE = Hit.__dict__["score"].__set__
+_SET_RANK = Hit.__dict__["rank"].__set__
+_SET_SOURCE = StoredHit.__dict__["_source"].__set__
+_SET_INDEX = StoredHit.__dict__["_index"].__set__
+_SET_IDS = StoredHit.__dict__["_ids"].__set__
+_SET_PASSAGE = StoredHit.__dict__["_passage"].__set__
+
+
 def stored_hits(
     source: RecordSource, ranked: Iterable[tuple[np.ndarray, np.ndarray]]
 ) -> list[list[Hit]]:
     """Per query (passage indices, scores): its :class:`StoredHit` list, ranks from 1.
 
-    The cyclic garbage collector is paused meanwhile: hits hold no cycles, and a batch makes
-    hundreds of thousands of them, which would otherwise trigger many full collections.
+    Hits are made without calling ``__init__`` (the same four slots set directly: a batch
+    makes hundreds of thousands). The cyclic garbage collector is paused meanwhile: hits hold
+    no cycles, and would otherwise trigger many full collections.
     """
+    new, kind = object.__new__, StoredHit
+    set_score, set_rank, set_source, set_index = _SET_SCORE, _SET_RANK, _SET_SOURCE, _SET_INDEX
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return [
-            [
-                StoredHit(source, i, s, rank)
-                for rank, (i, s) in enumerate(zip(indices.tolist(), scores.tolist()), 1)
-            ]
-            for indices, scores in ranked
-        ]
+        batch: list[list[Hit]] = []
+        for indices, scores in ranked:
+            hits: list[Hit] = []
+            for rank, (i, s) in enumerate(zip(indices.tolist(), scores.tolist()), 1):
+                hit = new(kind)
+                set_score(hit, s)
+                set_rank(hit, rank)
+                set_source(hit, source)
+                set_index(hit, i)
+                hits.append(hit)
+            batch.append(hits)
+        return batch
     finally:
         if was_enabled:
             gc.enable()

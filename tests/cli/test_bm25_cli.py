@@ -92,6 +92,18 @@ def test_lazy_hits_equal_eager_hits(index_dir):
         assert [h.to_dict() for h in hits] == [h.to_dict() for h in eager]
 
 
+def test_stored_hits_are_frozen_and_read_their_passage_once(index_dir):
+    import dataclasses
+
+    index = load_index(index_dir)
+    [hits] = index.search(["piano keys"], k=3)
+    direct = StoredHit(index.passages, hits[0]._index, hits[0].score, 1)
+    assert direct == hits[0] and direct.text == index.passages[hits[0]._index].text
+    assert hits[0].text is hits[0].text  # parsed once, then kept
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        hits[0].score = 0.0  # type: ignore[misc]
+
+
 def test_record_head_gives_ids_or_none():
     assert parse_head(b'{"id": "a \\"b\\"", "doc_id": "d\xc3\xa9", "title": "t') == ('a "b"', "dé")
     assert parse_head(b'{"id": "abc", "doc') is None

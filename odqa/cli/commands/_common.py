@@ -154,7 +154,7 @@ def reject_unused(ctx: typer.Context, unused: dict[str, str | None]) -> None:
         source = ctx.get_parameter_source(name)
         if reason is not None and source is not None and source.name in GIVEN:
             param = next(p for p in ctx.command.params if p.name == name)
-            raise typer.BadParameter(reason, ctx=ctx, param=param)  # type: ignore[arg-type]
+            raise typer.BadParameter(reason, ctx=ctx, param=param)
 
 
 def check_retrievers(names: Iterable[str], option: str = "--retriever") -> None:
