@@ -1,4 +1,5 @@
-"""Where a build's work units run: in this process, or as tasks on a Dask cluster.
+"""Where a build's work units run: in this process, in a pool of worker processes on this
+machine, or as tasks on a Dask cluster.
 
 A :class:`WorkUnit` is one pure piece of a build over a range of stored passages (tokenise
 and count for BM25, encode for dense and phrase). It receives paths and plain, picklable
@@ -15,6 +16,7 @@ at the same path (one machine, or a shared file system).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -220,8 +222,78 @@ class DaskExecutor:
         self._client = self._cluster = None
 
 
+def _single_threaded() -> None:
+    """Pool worker start-up: one thread for the numeric libraries (set before they load), as
+    each core runs its own worker."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = "1"
+
+
+@dataclass
+class ProcessPool:
+    """Units run in ``workers`` single-threaded processes on this machine (no extra
+    dependency); the pool starts on first use and is reused by the build's later steps."""
+
+    workers: int
+    name: str = "pool"
+    streams: bool = False
+    history: list[RunRecord] = field(default_factory=list)
+    _pool: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_scheduler(cls, scheduler: str | None) -> ProcessPool:
+        """``None`` (one worker per core) or ``local:N``."""
+        if scheduler is None:
+            from odqa.retrieval.bm25_engine import all_cores
+
+            return cls(all_cores())
+        count = scheduler.removeprefix("local:")
+        if not scheduler.startswith("local:") or not count.isdigit() or count == "0":
+            raise OdqaError(f"--scheduler '{scheduler}' for --executor pool must be local:N "
+                            "(N worker processes on this machine)")
+        return cls(int(count))
+
+    def run(self, units: Sequence[WorkUnit], progress: Any = None, label: str = "") -> None:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures.process import BrokenProcessPool
+        from multiprocessing import get_context
+
+        task = _task(progress, label, units)
+        started = time.perf_counter()
+        pending = _pending(units, progress, task)
+        if self._pool is None and pending:
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=get_context("spawn"), initializer=_single_threaded
+            )
+        futures = {self._pool.submit(timed_call, u.function, *u.args): u for u in pending}
+        seconds: list[float] = []
+        try:
+            for future in as_completed(futures):
+                try:
+                    seconds.append(future.result())
+                except BrokenProcessPool:
+                    self.close()
+                    raise OdqaError(
+                        f"a worker process died while building {futures[future].target.name} "
+                        "(out of memory?): run again with --resume to keep the finished units"
+                    ) from None
+                if task is not None:
+                    progress.update(task, advance=futures[future].size)
+        finally:
+            for future in futures:
+                future.cancel()
+        self.history.append(RunRecord(label, len(units) - len(pending), len(pending),
+                                      time.perf_counter() - started, tuple(seconds)))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
 EXECUTORS: dict[str, Callable[[str | None], Executor]] = {
     "process": lambda scheduler: InProcess(),
+    "pool": ProcessPool.from_scheduler,
     "dask": lambda scheduler: DaskExecutor(scheduler or "local:2"),
 }
 """Executors by ``--executor`` name; each is made from the ``--scheduler`` value."""
@@ -235,7 +307,8 @@ def make_executor(name: str, scheduler: str | None = None) -> Executor:
         choices = ", ".join(EXECUTORS)
         raise OdqaError(f"unknown --executor '{name}': choose from {choices}") from None
     if scheduler is not None and name == "process":
-        raise OdqaError("--scheduler needs --executor dask (the process executor has none)")
+        raise OdqaError("--scheduler needs --executor pool or dask (the process executor has "
+                        "none)")
     return factory(scheduler)
 
 

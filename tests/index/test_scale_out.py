@@ -100,6 +100,21 @@ def test_local_cluster_build_equals_one_process(
     assert not temporary_path(tmp_path / "dask").exists()
 
 
+def test_process_pool_build_equals_one_process(
+    one_process: Path, squad_dev: Path, encoder: Path, tmp_path: Path, small_bm25_units: None,
+) -> None:
+    """Worker processes on this machine (no Dask) build the identical index; the pool serves
+    BM25 counting and dense encoding, and records each unit."""
+    pool = make_executor("pool", "local:2")
+    try:
+        build_index([squad_dev], tmp_path / "pool", options(encoder), executor=pool)
+    finally:
+        pool.close()
+    assert_same_index(one_process, tmp_path / "pool")
+    ran = {r.label: (r.ran, len(r.unit_seconds)) for r in pool.history}
+    assert ran["bm25 counting"] == (7, 7) and ran["dense encoding"] == (33, 33)
+
+
 def test_shards_merged_equal_one_process(
     one_process: Path, squad_dev: Path, encoder: Path, tmp_path: Path
 ) -> None:
@@ -208,7 +223,8 @@ def test_cli_shard_and_merge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         (["--shard", "2/2"], "must be 0 to 1"),
         (["--shard", "one/2"], "is not I/N"),
         (["--shard", "0/0"], "is not I/N"),
-        (["--scheduler", "local:2"], "--scheduler needs --executor dask"),
+        (["--scheduler", "local:2"], "--scheduler needs --executor pool or dask"),
+        (["--executor", "pool", "--scheduler", "tcp://h:1"], "must be local:N"),
         (["--executor", "dask", "--scheduler", "local:x"], "neither local:N"),
     ],
 )
@@ -245,6 +261,9 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path: Path) -> None:
 
 def test_executor_registry() -> None:
     assert make_executor("process").name == "process" and make_executor("process").streams
+    pool = make_executor("pool", "local:3")
+    assert pool.name == "pool" and not pool.streams and pool.workers == 3  # type: ignore[attr-defined]
+    assert make_executor("pool").workers >= 1  # type: ignore[attr-defined]
     dask = make_executor("dask", "tcp://127.0.0.1:1")
     assert dask.name == "dask" and not dask.streams
     with pytest.raises(OdqaError, match="unknown --executor 'ray'"):

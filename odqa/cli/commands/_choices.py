@@ -65,6 +65,7 @@ class FaissKind(str, Enum):
 
 class ExecutorName(str, Enum):
     process = "process"
+    pool = "pool"
     dask = "dask"
 
 

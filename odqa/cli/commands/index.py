@@ -288,7 +288,8 @@ def index_command(
     executor: Annotated[
         ExecutorName,
         typer.Option(
-            help="Where the work units run: this process, or a Dask cluster.",
+            help="Where the work units run: this process, worker processes here (pool), "
+            "or a Dask cluster.",
             rich_help_panel="Scale-out",
         ),
     ] = ExecutorName.process,
@@ -296,7 +297,7 @@ def index_command(
         str | None,
         typer.Option(
             help="Dask: scheduler address (tcp://host:8786) or local:N worker processes "
-            "(default local:2).",
+            "(default local:2); pool: local:N (default one per core).",
             rich_help_panel="Scale-out",
         ),
     ] = None,
