@@ -60,7 +60,7 @@ def export_query_encoder(encoder: TextEncoder, folder: Path, quantize: bool) -> 
         (folder / model_file).unlink()
         model_file = onnx.INT8_FILE
     FastTokenizer.from_transformers(reference._runtime.tokenizer).save(folder)
-    optimized = onnx.write_optimized(folder / model_file, private=True)  # probes check it too
+    optimized = onnx.write_optimized(folder / model_file)  # probes check it too
     backend = "int8" if quantize else "onnx"
     exported = TextEncoder.from_export(reference.spec, folder, model_file, backend)
     probes = list(PROBES)

@@ -222,11 +222,15 @@ class DaskExecutor:
         self._client = self._cluster = None
 
 
-def _single_threaded() -> None:
-    """Pool worker start-up: one thread for the numeric libraries (set before they load), as
-    each core runs its own worker."""
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+def _pool_worker() -> None:
+    """Pool worker start-up: one thread for torch and the tokenizers (read when they load, after
+    this), as each core runs its own worker; Ctrl-C is the driver's to handle."""
+    import signal
+
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                 "RAYON_NUM_THREADS"):
         os.environ[name] = "1"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass
@@ -248,7 +252,7 @@ class ProcessPool:
 
             return cls(all_cores())
         count = scheduler.removeprefix("local:")
-        if not scheduler.startswith("local:") or not count.isdigit() or count == "0":
+        if not scheduler.startswith("local:") or not count.isdigit() or int(count) < 1:
             raise OdqaError(f"--scheduler '{scheduler}' for --executor pool must be local:N "
                             "(N worker processes on this machine)")
         return cls(int(count))
@@ -263,32 +267,43 @@ class ProcessPool:
         pending = _pending(units, progress, task)
         if self._pool is None and pending:
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=get_context("spawn"), initializer=_single_threaded
+                self.workers, mp_context=get_context("spawn"), initializer=_pool_worker
             )
         futures = {self._pool.submit(timed_call, u.function, *u.args): u for u in pending}
         seconds: list[float] = []
         try:
             for future in as_completed(futures):
+                name = futures[future].target.name
                 try:
                     seconds.append(future.result())
                 except BrokenProcessPool:
-                    self.close()
                     raise OdqaError(
-                        f"a worker process died while building {futures[future].target.name} "
-                        "(out of memory?): run again with --resume to keep the finished units"
+                        f"a worker process died while building {name} (out of memory?): run "
+                        "again with --resume to keep the finished units"
                     ) from None
+                except OdqaError:
+                    raise
+                except Exception as exc:
+                    raise OdqaError(f"work unit for {name} failed in a worker process: "
+                                    f"{type(exc).__name__}: {exc}") from None
                 if task is not None:
                     progress.update(task, advance=futures[future].size)
-        finally:
-            for future in futures:
-                future.cancel()
+        except BaseException:
+            self.close(stop_workers=True)  # interrupted or failed: do not wait for the others
+            raise
         self.history.append(RunRecord(label, len(units) - len(pending), len(pending),
                                       time.perf_counter() - started, tuple(seconds)))
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+    def close(self, stop_workers: bool = False) -> None:
+        """Shut the pool down; ``stop_workers`` also ends units still running."""
+        if self._pool is None:
+            return
+        processes = list(getattr(self._pool, "_processes", {}).values())  # no public handle
+        self._pool.shutdown(wait=not stop_workers, cancel_futures=True)
+        if stop_workers:
+            for process in processes:
+                process.terminate()
+        self._pool = None
 
 
 EXECUTORS: dict[str, Callable[[str | None], Executor]] = {

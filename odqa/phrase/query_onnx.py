@@ -99,7 +99,7 @@ def export_phrase_queries(encoder: Any, folder: Path) -> dict[str, Any]:
                        output_names=[OUTPUT_NAME], dynamic_axes=axes, tokens=8)
     model.to(encoder.device)
     FastTokenizer.from_transformers(encoder.tokenizer).save(folder)
-    optimized = onnx.write_optimized(folder / onnx.MODEL_FILE, private=True)  # probes check it too
+    optimized = onnx.write_optimized(folder / onnx.MODEL_FILE)  # probes check it too
     max_length = model.config.max_query_length
     exported = OnnxQueryEncoder(folder, onnx.MODEL_FILE, max_length)
     probes = list(PROBES)

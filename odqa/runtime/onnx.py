@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from importlib.util import find_spec
 from pathlib import Path
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 INSTALL = "pip install onnx onnxruntime"
 MODEL_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
+STALE_LOCK_SECONDS = 600
+"""A lock on an optimised graph older than this was left by a process that died."""
 
 
 def cache_root() -> Path:
@@ -153,28 +157,40 @@ def optimized_path(path: Path) -> Path:
     return path.with_name(f"{path.name.removesuffix('.onnx')}.opt.onnx")
 
 
-def write_optimized(path: Path, private: bool = False) -> Path | None:
+def write_optimized(path: Path) -> Path | None:
     """Save ``path``'s graph after ONNX Runtime's extended optimisations (operator fusions,
     hardware-independent), with its weights in a side file, so that later sessions open it
     without optimising: about 0.05 s instead of 0.3-0.4 s for a MiniLM, same outputs.
 
-    ``private``: no other process writes this folder now (an index being built), so the
-    weights file gets a plain name rather than one per process (a shared cache folder).
-    Returns the optimised model's path, or None when it could not be written (sessions then
-    optimise ``path`` as before).
+    One process writes at a time (a lock file; a process that finds it locked just skips the
+    speed-up this once), and a failure is remembered (``*.opt.failed``) so it is not retried on
+    every start. Returns the optimised model's path, or None when it was not written (sessions
+    then optimise ``path`` as before).
     """
+    target = optimized_path(path)
+    stem = target.name.removesuffix(".onnx")
+    failed, lock = target.with_name(f"{stem}.failed"), target.with_name(f"{stem}.lock")
+    data = target.with_name(f"{stem}.data")
+    if failed.exists():
+        return None
     try:
         import onnxruntime as ort
+
+        handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except ImportError:
         return None
-    target = optimized_path(path)
+    except OSError:  # another process is writing it, or the folder is read-only
+        with contextlib.suppress(OSError):
+            if time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
+                lock.unlink()  # left by a process that died: the next start retries
+        return None
+    os.close(handle)
     partial = partial_path(target)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(partial)
     options.add_session_config_entry(
-        "session.optimized_model_external_initializers_file_name",
-        f"{target.name.removesuffix('.onnx')}{'' if private else f'.{os.getpid()}'}.data",
+        "session.optimized_model_external_initializers_file_name", data.name
     )
     options.add_session_config_entry(
         "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
@@ -182,10 +198,15 @@ def write_optimized(path: Path, private: bool = False) -> Path | None:
     try:
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         partial.replace(target)
-    except Exception:  # an optional speed-up: it never fails the caller
-        partial.unlink(missing_ok=True)
+        return target
+    except Exception as exc:  # an optional speed-up: it never fails the caller
+        for leftover in (partial, data):
+            leftover.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            failed.write_text(f"{type(exc).__name__}: {exc}\n", encoding="utf-8")
         return None
-    return target
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def open_session(path: Path, threads: int | None = None) -> Any:
@@ -203,8 +224,10 @@ def open_session(path: Path, threads: int | None = None) -> Any:
     optimized = optimized_path(Path(path))
     if optimized.is_file():
         # a damaged or foreign optimised graph is passed over: the model is optimised instead
-        with contextlib.suppress(Exception):
+        try:
             return _session(ort, optimized, levels.ORT_DISABLE_ALL, threads)
+        except Exception as exc:
+            logging.getLogger(__name__).debug("optimised graph %s not used: %s", optimized, exc)
     return _session(ort, Path(path), levels.ORT_ENABLE_ALL, threads)
 
 

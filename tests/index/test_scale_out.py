@@ -115,6 +115,24 @@ def test_process_pool_build_equals_one_process(
     assert ran["bm25 counting"] == (7, 7) and ran["dense encoding"] == (33, 33)
 
 
+def test_process_pool_failure_is_one_line_and_keeps_finished_units(tmp_path: Path) -> None:
+    import os
+
+    from odqa.index.executors import WorkUnit
+
+    done = tmp_path / "done"
+    units = [WorkUnit(os.mkdir, (str(done),), done, 1),
+             WorkUnit(os.remove, (str(tmp_path / "missing"),), tmp_path / "never", 1)]
+    pool = make_executor("pool", "local:2")
+    with pytest.raises(OdqaError, match="work unit for never failed in a worker process: "
+                                         "FileNotFoundError"):
+        pool.run(units)
+    pool.close()
+    assert done.is_dir()  # the unit that finished stays finished
+    with pytest.raises(OdqaError, match="must be local:N"):
+        make_executor("pool", "local:00")
+
+
 def test_shards_merged_equal_one_process(
     one_process: Path, squad_dev: Path, encoder: Path, tmp_path: Path
 ) -> None:

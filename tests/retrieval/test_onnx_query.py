@@ -88,13 +88,44 @@ def test_optimised_graph_opens_with_the_same_outputs_and_a_bad_one_is_passed_ove
     plain = onnx._session(onnxruntime, model, level, 1)  # what sessions did before
     feed = {i.name: _batch()[i.name] for i in plain.get_inputs()}
     expected = plain.run(None, feed)[0]
-    assert (folder / "model.opt.onnx").is_file()
+    optimized = folder / "model.opt.onnx"
+    off = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    np.testing.assert_array_equal(onnx._session(onnxruntime, optimized, off, 1).run(None, feed)[0],
+                                  expected)  # the file itself opens, unoptimised, same outputs
     np.testing.assert_array_equal(onnx.OnnxModel(model, 1)(feed)[0], expected)
-    (folder / "model.opt.onnx").write_bytes(b"not a model")
+    optimized.write_bytes(b"not a model")
     np.testing.assert_array_equal(onnx.OnnxModel(model, 1)(feed)[0], expected)
+    optimized.unlink()
+    assert onnx.write_optimized(model) == optimized
+    assert not (folder / "model.opt.lock").exists()
+    np.testing.assert_array_equal(onnx._session(onnxruntime, optimized, off, 1).run(None, feed)[0],
+                                  expected)
+    # int8: the optimised graph equals optimising the quantised model at load time
+    int8 = onnx.quantize_int8(model, folder / "model.int8.onnx")
+    assert onnx.write_optimized(int8) == folder / "model.int8.opt.onnx"
+    np.testing.assert_array_equal(
+        onnx._session(onnxruntime, folder / "model.int8.opt.onnx", off, 1).run(None, feed)[0],
+        onnx._session(onnxruntime, int8, level, 1).run(None, feed)[0])
+
+
+def test_optimising_is_skipped_while_locked_and_not_retried_after_a_failure(
+    index_dir: Path, tmp_path: Path
+) -> None:
+    from odqa.runtime import onnx
+
+    folder = tmp_path / "export"
+    shutil.copytree(index_dir / "dense" / EXPORT_DIR, folder)
     (folder / "model.opt.onnx").unlink()
+    model = folder / "model.onnx"
+    (folder / "model.opt.lock").touch()  # another process is writing it
+    assert onnx.write_optimized(model) is None and not (folder / "model.opt.onnx").exists()
+    (folder / "model.opt.lock").unlink()
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    assert onnx.write_optimized(broken) is None
+    assert (tmp_path / "broken.opt.failed").is_file()
+    assert not (tmp_path / "broken.opt.lock").exists()
     assert onnx.write_optimized(model) == folder / "model.opt.onnx"
-    np.testing.assert_array_equal(onnx.OnnxModel(model, 1)(feed)[0], expected)
 
 
 def test_cached_exports_are_optimised_once_on_first_use(
