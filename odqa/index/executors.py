@@ -222,14 +222,22 @@ class DaskExecutor:
         self._client = self._cluster = None
 
 
-def _pool_worker() -> None:
-    """Pool worker start-up: one thread for torch and the tokenizers (read when they load, after
-    this), as each core runs its own worker; Ctrl-C is the driver's to handle."""
-    import signal
+def single_threaded() -> None:
+    """One thread for torch and the tokenizers (read when they load, after this) and for ONNX
+    Runtime sessions: each core runs its own worker."""
+    from odqa.runtime import onnx
 
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                  "RAYON_NUM_THREADS"):
         os.environ[name] = "1"
+    onnx.DEFAULT_THREADS = 1
+
+
+def _pool_worker() -> None:
+    """Pool worker start-up: single-threaded; Ctrl-C is the driver's to handle."""
+    import signal
+
+    single_threaded()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

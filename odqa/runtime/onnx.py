@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 INSTALL = "pip install onnx onnxruntime"
 MODEL_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
+DEFAULT_THREADS: int | None = None
+"""Intra-op threads of sessions opened without a count (None: ONNX Runtime's default, all
+cores); a build's worker processes set 1."""
 STALE_LOCK_SECONDS = 600
 """A lock on an optimised graph older than this was left by a process that died."""
 
@@ -234,6 +237,7 @@ def open_session(path: Path, threads: int | None = None) -> Any:
 def _session(ort: Any, path: Path, level: Any, threads: int | None) -> Any:
     options = ort.SessionOptions()
     options.graph_optimization_level = level
+    threads = threads or DEFAULT_THREADS
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

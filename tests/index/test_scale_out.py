@@ -133,6 +133,26 @@ def test_process_pool_failure_is_one_line_and_keeps_finished_units(tmp_path: Pat
         make_executor("pool", "local:00")
 
 
+def test_pool_workers_run_every_runtime_on_one_thread(
+    monkeypatch: pytest.MonkeyPatch, one_process: Path
+) -> None:
+    import onnxruntime
+
+    from odqa.index import executors
+    from odqa.runtime import onnx
+
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                 "RAYON_NUM_THREADS"):
+        monkeypatch.setenv(name, "4")
+    monkeypatch.setattr(onnx, "DEFAULT_THREADS", None)
+    executors.single_threaded()
+    assert os.environ["OMP_NUM_THREADS"] == os.environ["RAYON_NUM_THREADS"] == "1"
+    model = next((one_process / "dense").rglob("model.onnx"))
+    session = onnx.OnnxModel(model).session  # no thread count given, as workers open them
+    assert session.get_session_options().intra_op_num_threads == 1
+    assert isinstance(session, onnxruntime.InferenceSession)
+
+
 def test_shards_merged_equal_one_process(
     one_process: Path, squad_dev: Path, encoder: Path, tmp_path: Path
 ) -> None:
