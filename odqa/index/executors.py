@@ -93,6 +93,30 @@ def _pending(units: Sequence[WorkUnit], progress: Any, task: Any) -> list[WorkUn
     return pending
 
 
+def _gather(
+    futures: dict[Any, WorkUnit],
+    completed: Any,
+    progress: Any,
+    task: Any,
+    failure: Callable[[Exception, str], OdqaError],
+) -> list[float]:
+    """Wait for ``futures`` (future -> unit) in the order ``completed(futures)`` yields them,
+    advancing the progress bar; each unit's seconds (:func:`timed_call`). A unit's error other
+    than an OdqaError becomes ``failure(error, target name)``."""
+    seconds: list[float] = []
+    for future in completed(futures):
+        unit = futures[future]
+        try:
+            seconds.append(future.result())
+        except OdqaError:
+            raise
+        except Exception as exc:
+            raise failure(exc, unit.target.name) from None
+        if task is not None:
+            progress.update(task, advance=unit.size)
+    return seconds
+
+
 class InProcess:
     """Units run one after another in this process (the default). ``streams=False`` makes
     BM25 run as counting units too (as on a cluster), which times each unit."""
@@ -193,21 +217,8 @@ class DaskExecutor:
             client.submit(timed_call, unit.function, *unit.args, pure=False, retries=RETRIES): unit
             for unit in pending
         }
-        seconds: list[float] = []
         try:
-            for future in as_completed(futures):
-                unit = futures[future]
-                try:
-                    seconds.append(future.result())
-                except OdqaError:
-                    raise
-                except Exception as exc:
-                    raise OdqaError(
-                        f"work unit for {unit.target.name} failed on the cluster after "
-                        f"{RETRIES} retries: {type(exc).__name__}: {exc}"
-                    ) from None
-                if task is not None:
-                    progress.update(task, advance=unit.size)
+            seconds = _gather(futures, as_completed, progress, task, _cluster_failure)
         finally:
             for future in futures:
                 future.cancel()
@@ -220,6 +231,21 @@ class DaskExecutor:
         if self._cluster is not None:
             self._cluster.close()
         self._client = self._cluster = None
+
+
+def _cluster_failure(exc: Exception, name: str) -> OdqaError:
+    return OdqaError(f"work unit for {name} failed on the cluster after {RETRIES} retries: "
+                     f"{type(exc).__name__}: {exc}")
+
+
+def _worker_failure(exc: Exception, name: str) -> OdqaError:
+    from concurrent.futures.process import BrokenProcessPool
+
+    if isinstance(exc, BrokenProcessPool):
+        return OdqaError(f"a worker process died while building {name} (out of memory?): run "
+                         "again with --resume to keep the finished units")
+    return OdqaError(f"work unit for {name} failed in a worker process: "
+                     f"{type(exc).__name__}: {exc}")
 
 
 def single_threaded() -> None:
@@ -267,7 +293,6 @@ class ProcessPool:
 
     def run(self, units: Sequence[WorkUnit], progress: Any = None, label: str = "") -> None:
         from concurrent.futures import ProcessPoolExecutor, as_completed
-        from concurrent.futures.process import BrokenProcessPool
         from multiprocessing import get_context
 
         task = _task(progress, label, units)
@@ -278,24 +303,8 @@ class ProcessPool:
                 self.workers, mp_context=get_context("spawn"), initializer=_pool_worker
             )
         futures = {self._pool.submit(timed_call, u.function, *u.args): u for u in pending}
-        seconds: list[float] = []
         try:
-            for future in as_completed(futures):
-                name = futures[future].target.name
-                try:
-                    seconds.append(future.result())
-                except BrokenProcessPool:
-                    raise OdqaError(
-                        f"a worker process died while building {name} (out of memory?): run "
-                        "again with --resume to keep the finished units"
-                    ) from None
-                except OdqaError:
-                    raise
-                except Exception as exc:
-                    raise OdqaError(f"work unit for {name} failed in a worker process: "
-                                    f"{type(exc).__name__}: {exc}") from None
-                if task is not None:
-                    progress.update(task, advance=futures[future].size)
+            seconds = _gather(futures, as_completed, progress, task, _worker_failure)
         except BaseException:
             self.close(stop_workers=True)  # interrupted or failed: do not wait for the others
             raise
