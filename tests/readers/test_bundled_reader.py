@@ -35,7 +35,7 @@ def test_bundled_reader_f1_on_a_fixed_squad_dev_slice(squad_dev):
     examples, _ = load_qa_examples([squad_dev])
     result = evaluate_reading(ExtractiveReader(), examples[:DEV_SLICE], progress=False)
     assert result.questions == DEV_SLICE
-    assert result.f1 >= 70.0, result.to_dict()
+    assert result.f1 >= 80.0, result.to_dict()  # 84.42 measured; the issue asks >= 70
 
 
 @pytest.mark.slow
