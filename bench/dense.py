@@ -14,7 +14,8 @@ SQuAD-open questions (the same 10,570 dev questions, DPR's answer lists). All in
    Printed: passages/s, the ratio against sentence-transformers fp32, and odqa's best against
    sentence-transformers' best.
 2. Quality loss of the fast configurations: cosine of their passage vectors with odqa torch fp32.
-   Also printed: what ``--precision auto`` picks on this CPU (bf16 only with AMX-BF16).
+   Also printed: what ``--precision auto`` picks on this CPU (bf16 only with native bf16:
+   AMX-BF16 or AVX512-BF16).
 3. Retrieval (skip with ``--no-recall``): ``odqa index --retrievers bm25,dense`` (default settings,
    flat FAISS, fp32) is built on the corpus; top-1/5/20/100 answer recall (DPR's has_answer: an
    answer's tokens occur in the passage) for bm25, dense, hybrid (RRF k=60) and hybrid linear
@@ -146,7 +147,7 @@ def squad_texts() -> list[str]:
 
 def print_timing(timing: dict, count: int, args: argparse.Namespace) -> dict[str, float]:
     """The encoding table; returns passages/s per configuration."""
-    from odqa import has_amx_bf16, resolve_precision
+    from odqa import has_native_bf16, resolve_precision
 
     seconds = timing["seconds"]
     reference = timing["vectors"]["odqa torch fp32"]
@@ -154,7 +155,7 @@ def print_timing(timing: dict, count: int, args: argparse.Namespace) -> dict[str
     print(
         f"\nencoding {count} passages, {args.threads} threads, batch {args.batch_size}, "
         f"best of {args.rounds} rounds (--precision auto here: "
-        f"{resolve_precision('auto', 'cpu')}; AMX-BF16: {'yes' if has_amx_bf16() else 'no'}):"
+        f"{resolve_precision('auto', 'cpu')}; native bf16: {'yes' if has_native_bf16() else 'no'}):"
     )
     print(f"  {'system':<26}{'passages/s':>12}{'vs s-t fp32':>13}{'min cos vs fp32':>17}")
     for name, value in seconds.items():
@@ -216,7 +217,7 @@ def recall_section(args: argparse.Namespace, tmp: Path) -> dict[str, dict[int, f
         print(f"  ({name} passage encoding of the corpus: {time.perf_counter() - start:.1f} s)")
         retriever = DenseRetriever.load(folder, section)
         results[f"dense-{name}"] = recall(index, retriever, questions, f"dense {name}")
-        hybrid = HybridRetriever(index.retriever("bm25"), retriever)
+        hybrid = HybridRetriever([index.retriever("bm25"), retriever], names=("bm25", "dense"))
         results[f"hybrid-{name}"] = recall(index, hybrid, questions, f"hybrid rrf {name}")
     return results
 
@@ -253,7 +254,7 @@ def main() -> None:
         print(
             f"  {name}: {speeds[config] / baseline:.2f}x s-t fp32, top-20 dense "
             f"{top20[f'dense-{name}'] - top20['dense']:+.2f} points (bf16: within 0.2 to stay "
-            f"the --precision auto choice on AMX CPUs)"
+            f"the --precision auto choice on native-bf16 CPUs)"
         )
 
 

@@ -60,6 +60,7 @@ PUBLIC_API: dict[str, str] = {
     "resolve_model": "odqa.runtime.hub",
     "packaged_model_path": "odqa.runtime.hub",
     "has_amx_bf16": "odqa.runtime.hardware",
+    "has_native_bf16": "odqa.runtime.hardware",
     "resolve_precision": "odqa.runtime.hardware",
 }
 """Public name -> the module that defines it (imported on first use)."""

@@ -1,9 +1,10 @@
 """Model runtimes behind one signature: token batch in, pooled float32 vectors out.
 
 ``torch`` runs the Hugging Face model: fp16 on CUDA, and on the CPU fp32 or bf16 (autocast,
-chosen by ``precision auto`` on CPUs with AMX-BF16). ``onnx`` exports the model with its pooling
-to ONNX once (cached, see :mod:`odqa.runtime.onnx`) and runs it with ONNX Runtime on the CPU;
-``int8`` does the same after dynamic int8 quantisation of the weights (per channel).
+chosen by ``precision auto`` on CPUs with AMX-BF16 or AVX512-BF16). ``onnx`` exports the model
+with its pooling to ONNX once (cached, see :mod:`odqa.runtime.onnx`) and runs it with ONNX
+Runtime on the CPU; ``int8`` does the same after dynamic int8 quantisation of the weights (per
+channel).
 """
 
 from __future__ import annotations

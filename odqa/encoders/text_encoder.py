@@ -39,8 +39,8 @@ class TextEncoder:
         batch_size: texts per forward pass.
         threads: CPU threads for ONNX Runtime (None: its default).
         role / flag: how error messages name this model ("dense encoder", "--encoder").
-        precision: torch backend: ``auto`` (fp16 on CUDA, bf16 on CPUs with AMX-BF16, else
-            fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA).
+        precision: torch backend: ``auto`` (fp16 on CUDA, bf16 on CPUs with AMX-BF16 or
+            AVX512-BF16, else fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA).
     """
 
     def __init__(

@@ -35,8 +35,8 @@ class DenseOptions:
         device: ``auto``, ``cpu`` or ``cuda`` (fp16 on CUDA).
         backend: ``torch`` (default), ``onnx`` (ONNX Runtime, CPU) or ``int8`` (ONNX Runtime
             with int8 dynamic quantisation, CPU); both need ``pip install onnx onnxruntime``.
-        precision: torch backend: ``auto`` (fp16 on CUDA, bf16 autocast on CPUs with AMX-BF16,
-            else fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA only).
+        precision: torch backend: ``auto`` (fp16 on CUDA, bf16 autocast on CPUs with AMX-BF16
+            or AVX512-BF16, else fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA only).
         include_title: encode ``title`` with the text (DPR: ``title [SEP] text``).
         faiss: ``flat`` (exact), ``hnsw`` or ``ivfpq``.
         hnsw_m / ef_construction / ef_search: HNSW graph degree, build and query beam widths.

@@ -12,7 +12,8 @@ from pathlib import Path
 from odqa.errors import OdqaError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-"""Encoder precisions: ``auto`` is fp16 on CUDA, bf16 on CPUs with AMX-BF16, fp32 elsewhere."""
+"""Encoder precisions: ``auto`` is fp16 on CUDA, bf16 on CPUs that compute bfloat16 natively
+(AMX-BF16 or AVX512-BF16), fp32 elsewhere."""
 
 
 @lru_cache(maxsize=1)
@@ -30,6 +31,13 @@ def has_amx_bf16() -> bool:
     """True on CPUs with AMX bfloat16 tiles (Sapphire Rapids and later), where bf16 matrix
     products run several times faster than fp32."""
     return "amx_bf16" in cpu_flags()
+
+
+def has_native_bf16() -> bool:
+    """True on CPUs that compute bfloat16 products in hardware: AMX-BF16 tiles (Intel Sapphire
+    Rapids and later) or AVX512-BF16 dot products (Intel Cooper Lake, AMD Zen 4 and later).
+    Elsewhere bf16 is emulated and slower than fp32."""
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 
 @lru_cache(maxsize=1)
@@ -54,7 +62,8 @@ def cuda_possible() -> bool:
 def resolve_precision(precision: str, device: str) -> str:
     """The precision an encoder runs in on ``device`` (``cpu`` or ``cuda``).
 
-    ``auto``: fp16 on CUDA, bf16 on a CPU with AMX-BF16, else fp32. Explicit values are kept.
+    ``auto``: fp16 on CUDA, bf16 on a CPU with native bf16 (:func:`has_native_bf16`), else fp32.
+    Explicit values are kept.
 
     Raises:
         OdqaError: an unknown precision, or fp16 on the CPU.
@@ -64,7 +73,7 @@ def resolve_precision(precision: str, device: str) -> str:
     if precision == "auto":
         if device.startswith("cuda"):
             return "fp16"
-        return "bf16" if has_amx_bf16() else "fp32"
+        return "bf16" if has_native_bf16() else "fp32"
     if precision == "fp16" and not device.startswith("cuda"):
         raise OdqaError("--precision fp16 needs CUDA: use bf16 or fp32 on the CPU")
     return precision

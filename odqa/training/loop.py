@@ -102,24 +102,18 @@ class TrainResult:
     device: str
 
 
-def cpu_has_bf16() -> bool:
-    """True when this CPU computes bfloat16 natively (AMX or AVX-512 BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
-
-
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` is bf16 where the hardware computes it natively (CUDA with bf16, AMX CPUs)."""
+    """``auto`` is bf16 where the hardware computes it natively (CUDA with bf16, CPUs with
+    AMX-BF16 or AVX512-BF16)."""
     if precision != "auto":
         return precision
     if device.startswith("cuda"):
         import torch
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_bf16() else "fp32"
+    from odqa.runtime.hardware import has_native_bf16
+
+    return "bf16" if has_native_bf16() else "fp32"
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:

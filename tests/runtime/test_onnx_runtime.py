@@ -115,17 +115,29 @@ def test_fingerprint_follows_the_model_files(tmp_path: Path) -> None:
     assert onnx.fingerprint([tmp_path], "qa") != first
 
 
-def test_precision_auto_is_bf16_only_with_amx(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_precision_auto_is_bf16_only_with_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512f", "amx_bf16"}))
     assert hardware.resolve_precision("auto", "cpu") == "bf16"
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
-    assert hardware.resolve_precision("auto", "cpu") == "fp32"
+    assert hardware.resolve_precision("auto", "cpu") == "bf16"  # Zen 4: 1.78x fp32, measured
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert hardware.resolve_precision("auto", "cpu") == "fp32"  # bf16 emulated: slower
     assert hardware.resolve_precision("auto", "cuda") == "fp16"
     assert hardware.resolve_precision("bf16", "cpu") == "bf16"
     with pytest.raises(OdqaError, match="fp16 needs CUDA"):
         hardware.resolve_precision("fp16", "cpu")
     with pytest.raises(OdqaError, match="auto, fp32, bf16, fp16"):
         hardware.resolve_precision("int4", "cpu")
+
+
+def test_training_reads_the_same_bf16_detection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from odqa.training import loop
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert loop.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert loop.resolve_precision("auto", "cpu") == "fp32"
+    assert loop.resolve_precision("fp32", "cpu") == "fp32"
 
 
 def test_cuda_is_never_reported_impossible_where_torch_has_it() -> None:

@@ -219,7 +219,8 @@ def index_command(
     precision: Annotated[
         Precision,
         typer.Option(
-            help="Encoder precision (torch): auto = fp16 on CUDA, bf16 on AMX CPUs.",
+            help="Encoder precision (torch): auto = fp16 on CUDA, bf16 on CPUs with AMX or "
+                 "AVX512-BF16.",
             rich_help_panel="Dense",
         ),
     ] = Precision.auto,
