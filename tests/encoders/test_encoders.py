@@ -81,7 +81,8 @@ def test_sentence_transformers_folder_matches_sentence_transformers(
     from sentence_transformers import SentenceTransformer
 
     expected = SentenceTransformer(str(models["st"]), device="cpu").encode(TEXTS)
-    encoder = TextEncoder(inspect_encoder(str(models["st"])), device="cpu", batch_size=2)
+    encoder = TextEncoder(inspect_encoder(str(models["st"])), device="cpu", batch_size=2,
+                          precision="fp32")
     np.testing.assert_allclose(encoder.encode(TEXTS), expected, atol=1e-5)
 
 
@@ -91,7 +92,7 @@ def test_plain_hf_folder_pools_as_asked(
 ) -> None:
     spec = inspect_encoder(str(models["hf"]), pooling=pooling, normalize=normalize)
     assert spec.kind == "hf"
-    vectors = TextEncoder(spec, device="cpu", batch_size=3).encode(TEXTS)
+    vectors = TextEncoder(spec, device="cpu", batch_size=3, precision="fp32").encode(TEXTS)
     expected = reference_vectors(models["hf"], TEXTS, pooling, normalize)
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
 
@@ -103,10 +104,12 @@ def test_plain_hf_defaults_to_mean_without_normalisation(models: dict[str, Path]
 
 def test_batches_sorted_by_length_keep_input_order(models: dict[str, Path]) -> None:
     spec = inspect_encoder(str(models["hf"]))
-    one = TextEncoder(spec, device="cpu", batch_size=1).encode(TEXTS)
-    many = TextEncoder(spec, device="cpu", batch_size=4).encode(TEXTS)
+    one = TextEncoder(spec, device="cpu", batch_size=1, precision="fp32").encode(TEXTS)
+    many = TextEncoder(spec, device="cpu", batch_size=4, precision="fp32").encode(TEXTS)
     np.testing.assert_allclose(many, one, atol=1e-5)
-    reversed_input = TextEncoder(spec, device="cpu", batch_size=4).encode(TEXTS[::-1])
+    reversed_input = TextEncoder(spec, device="cpu", batch_size=4, precision="fp32").encode(
+        TEXTS[::-1]
+    )
     np.testing.assert_allclose(reversed_input[::-1], one, atol=1e-5)
 
 
@@ -127,7 +130,8 @@ def test_dpr_pair_uses_pooler_output_and_title_sep_text(models: dict[str, Path])
     from transformers import AutoTokenizer, DPRContextEncoder, DPRQuestionEncoder
 
     options = DenseOptions(
-        encoder=str(models["dpr_context"]), query_encoder=str(models["dpr_question"]), device="cpu"
+        encoder=str(models["dpr_context"]), query_encoder=str(models["dpr_question"]), device="cpu",
+        precision="fp32",
     )
     dual = DualEncoder.from_options(options)
     assert dual.passage.spec.kind == dual.query.spec.kind == "dpr"
