@@ -39,7 +39,8 @@ class ReaderParams:
     (fp32, CPU; exported on first use into the cache, then loaded without torch); ``int8`` runs
     the ONNX export quantised to int8 (CPU); ``auto`` (default) is ``onnx`` on the CPU in fp32
     when onnxruntime is installed, else ``torch``. ``precision`` (torch backend): ``auto`` is
-    fp16 on CUDA and fp32 on CPU; ``bf16`` runs under bfloat16 autocast. Lower precisions are
+    fp16 on CUDA, bf16 autocast on CPUs with AMX or AVX512-BF16 and fp32 on other CPUs;
+    ``bf16`` runs under bfloat16 autocast. Lower precisions are
     faster and may move near-tied spans.
     """
 
@@ -131,9 +132,14 @@ def load_qa_model(name: str, device: str, precision: str = "fp32"):
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` becomes fp16 on CUDA and fp32 elsewhere; other values are kept."""
+    """``auto`` becomes fp16 on CUDA, bf16 on CPUs that compute it natively (AMX or
+    AVX512-BF16) and fp32 elsewhere; other values are kept."""
     if precision == "auto":
-        return "fp16" if device.startswith("cuda") else "fp32"
+        if device.startswith("cuda"):
+            return "fp16"
+        from odqa.runtime.hardware import has_native_bf16
+
+        return "bf16" if has_native_bf16() else "fp32"
     return precision
 
 

@@ -345,6 +345,18 @@ def test_bad_settings_are_reported(random_qa):
 # --- runtimes ---------------------------------------------------------------------------------
 
 
+def test_torch_precision_auto_follows_native_bf16(monkeypatch) -> None:
+    from odqa.readers.extractive import resolve_precision
+    from odqa.runtime import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("auto", "cuda") == "fp16"
+    assert resolve_precision("fp32", "cpu") == "fp32"
+
+
 @pytest.mark.parametrize(
     ("backend", "precision", "atol"),
     [("onnx", "fp32", 1e-4), ("int8", "fp32", 0.05), ("torch", "bf16", 0.05)],
@@ -354,7 +366,7 @@ def test_other_runtimes_agree_with_torch(
 ):
     monkeypatch.setenv("ODQA_CACHE", str(tmp_path))
     passages = [[FILLER * 3 + "paris is the capital of france .", "the king was born ."]]
-    torch_reader = ExtractiveReader(random_qa, small(backend="torch"))
+    torch_reader = ExtractiveReader(random_qa, small(backend="torch", precision="fp32"))
     (expected,) = torch_reader.read(["what is the capital ?"], passages)
     other = ExtractiveReader(random_qa, small(backend=backend, precision=precision))
     (got,) = other.read(["what is the capital ?"], passages)

@@ -59,7 +59,7 @@ def delta_reader(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_onnx_reader_gives_the_torch_answers(sample_index_dir: Path, tiny_qa_model: Path) -> None:
     index = load_index(sample_index_dir)
-    expected = answers(index, str(tiny_qa_model), backend="torch")
+    expected = answers(index, str(tiny_qa_model), backend="torch", precision="fp32")
     assert answers(index, str(tiny_qa_model), backend="onnx") == expected
     assert answers(index, str(tiny_qa_model)) == expected  # auto: onnx on the CPU
     reader = ExtractiveReader(str(tiny_qa_model), ReaderParams(device="cpu"))
@@ -74,8 +74,8 @@ def test_delta_folder_is_exported_with_its_base(
     base, delta = delta_reader
     assert onnx_backend.model_folders(str(delta)) == [str(delta), str(base)]
     index = load_index(sample_index_dir)
-    expected = answers(index, str(delta), backend="torch")
-    assert expected != answers(index, str(base), backend="torch")  # the delta matters
+    expected = answers(index, str(delta), backend="torch", precision="fp32")
+    assert expected != answers(index, str(base), backend="torch", precision="fp32")  # delta matters
     assert answers(index, str(delta), backend="onnx") == expected
     before = onnx_backend.cache_folder(str(delta))
     config = base / "config.json"
@@ -86,7 +86,9 @@ def test_delta_folder_is_exported_with_its_base(
 def test_int8_reader_quantises_the_cached_export(tiny_qa_model: Path) -> None:
     passages = [["alexander graham bell received a patent for the telephone in 1876 ."]]
     question = ["who received a patent for the telephone ?"]
-    torch_reader = ExtractiveReader(str(tiny_qa_model), ReaderParams(device="cpu", backend="torch"))
+    torch_reader = ExtractiveReader(
+        str(tiny_qa_model), ReaderParams(device="cpu", backend="torch", precision="fp32")
+    )
     int8_reader = ExtractiveReader(str(tiny_qa_model), ReaderParams(device="cpu", backend="int8"))
     ((expected,),), ((got,),) = torch_reader.read(question, passages), int8_reader.read(
         question, passages
