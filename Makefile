@@ -32,18 +32,20 @@ test: install
 # questions on their gold paragraphs for 3 epochs: all but the 8,208 with guessed answer offsets
 # and a seeded 2,000 kept aside to choose settings on. Stage 2 continues from it on 30,000 of
 # those questions, each read with one BM25-retrieved negative paragraph under shared
-# normalisation. About 4 minutes on one data-centre GPU (DEVICE=cuda, bf16); on 2 CPU cores
-# about 10 hours (add --time-limit MINUTES and rerun with --resume to spread it over sessions).
+# normalisation. About 4 minutes on one data-centre GPU (READER_DEVICE=cuda, bf16), data
+# preparation included; on 2 CPU cores about 10 hours (each `odqa train reader` command also
+# takes --time-limit MINUTES and --resume, to split its run over several invocations).
 SQUAD_DIR ?= ../shared/data/squad-v1.1
-DEVICE ?= auto
+READER_DEVICE ?= auto
 reader-model: install
 	HF_HUB_OFFLINE=1 $(BIN)/odqa train reader $(SQUAD_DIR)/train-v1.1.reconstructed.json.gz \
 		--out build/reader-stage1 --force --save delta --max-examples 77391 --epochs 3 \
-		--lr 2e-4 --batch-size 64 --drop-offset-source first_occurrence_guess --device $(DEVICE)
+		--lr 2e-4 --batch-size 64 --drop-offset-source first_occurrence_guess \
+		--device $(READER_DEVICE)
 	HF_HUB_OFFLINE=1 $(BIN)/odqa train reader $(SQUAD_DIR)/train-v1.1.reconstructed.json.gz \
 		--out odqa/models/reader-minilm --force --save delta --init build/reader-stage1 \
 		--max-examples 30000 --negatives 1 --epochs 1 --lr 5e-5 --batch-size 32 \
-		--drop-offset-source first_occurrence_guess --device $(DEVICE)
+		--drop-offset-source first_occurrence_guess --device $(READER_DEVICE)
 
 # The recipe of the bundled phrase model (odqa/models/phrase-minilm): about 50 minutes on 2 CPU
 # cores.

@@ -101,11 +101,11 @@ def main() -> None:
     results: dict = {"questions": args.questions, "threads": args.threads}
     n = str(args.questions)
     if "reading" not in skip:
-        runs = {"torch fp32": ("--precision", "fp32"), "torch bf16": ("--precision", "bf16"),
-                "onnx int8": ("--backend", "int8")}
+        runs = {"fp32 (default backend)": ("--precision", "fp32"),
+                "torch bf16": ("--precision", "bf16"), "onnx int8": ("--backend", "int8")}
         results["reading"] = {}
         for label, flags in runs.items():
-            limit = args.reading_questions if label == "torch fp32" else args.questions
+            limit = args.reading_questions if label.startswith("fp32") else args.questions
             extra = ("--limit", str(limit)) if limit else ()
             report = odqa("eval", str(DEV), "--mode", "reading", *flags, *extra)
             results["reading"][label] = report

@@ -48,6 +48,16 @@ def squad_dev(shared_data: Path) -> Path:
     return shared_data / "squad-v1.1" / "dev-v1.1.json"
 
 
+@pytest.fixture(autouse=True)
+def cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process code sees a CPU without native bf16, so ``--precision auto`` means fp32 on
+    every machine and numerical comparisons do not depend on the CPU the suite runs on. Tests of
+    the bf16 choice set the CPU flags themselves."""
+    from odqa.runtime import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset())
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Torch on one thread: tiny models gain nothing from intra-op threads, and on a busy

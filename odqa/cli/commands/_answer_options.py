@@ -40,7 +40,7 @@ DeviceOption = _option(Device, "Model device: auto, cpu or cuda.")
 BackendOption = _option(ReaderBackend, "Extractive reader runtime: auto (onnx on CPU, else "
                         "torch), torch, onnx, int8.")
 PrecisionOption = _option(Precision, "Extractive reader precision (torch): auto = fp16 on CUDA, "
-                          "else fp32.")
+                          "bf16 on CPUs with AMX or AVX512-BF16, else fp32.")
 NumBeamsOption = _option(int, "Generation: beams.", min=1)
 MaxNewTokensOption = _option(int, "Generation: answer tokens.", min=1)
 PrefixOption = _option(str, "Closed-book: text put before each question.")
