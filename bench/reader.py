@@ -11,9 +11,11 @@ BERT (the all-MiniLM-L6-v2 shape and tokenizer: cost is what matters) on the sam
 Pairs: a random subsample of SQuAD v1.1 dev questions (``--questions``, 8 by default, to keep the
 run to a few minutes) with their 20 BM25-retrieved passages from an index of the 2,067 dev
 paragraphs (kept whole). Reported per reader: best wall and CPU seconds over ``--repeats`` runs,
-pairs/s, ratio to the baseline, and how many pairs get the same best span as the baseline. Also
-reported: warm, in-process open-book answering latency per question (torch fp32 reader), split
-into retrieval and reading.
+pairs/s, ratio to the baseline, and how many pairs get the same best span as the baseline. Then
+the model cost alone: a plain transformers forward of the same windows under bf16 autocast, in
+batches of ``--batch-size`` in input order and sorted by length, no span decoding, against
+odqa's bf16 reader, in windows/s. Also reported: warm, in-process open-book answering latency
+per question (torch fp32 reader), split into retrieval and reading.
 
     python bench/reader.py [--questions 8] [--passages 20] [--threads N] [--repeats 2]
 """
@@ -121,6 +123,33 @@ def run_baseline(model, tokenizer, questions, contexts) -> list:
     ]
 
 
+def plain_bf16_forward(
+    model, tokenizer, questions, contexts, batch_size: int, by_length: bool = False
+) -> int:
+    """Every window of every pair through the model under bf16 autocast, in batches of
+    ``batch_size`` (in input order, or sorted by length), padded to each batch's longest;
+    returns the window count."""
+    import torch
+
+    ids, types = [], []
+    for q, texts in zip(questions, contexts):
+        for c in texts:
+            enc = tokenizer(q, c, truncation="only_second", max_length=384, stride=128,
+                            return_overflowing_tokens=True, return_token_type_ids=True)
+            ids += enc["input_ids"]
+            types += enc["token_type_ids"]
+    if by_length:
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        ids, types = [ids[i] for i in order], [types[i] for i in order]
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for begin in range(0, len(ids), batch_size):
+            batch = tokenizer.pad({"input_ids": ids[begin : begin + batch_size],
+                                   "token_type_ids": types[begin : begin + batch_size]},
+                                  return_tensors="pt")
+            model(**batch)
+    return len(ids)
+
+
 def timed(fn, repeats: int) -> tuple[float, float, object]:
     """Best wall-clock and CPU seconds over ``repeats`` runs, and the last result."""
     wall, cpu, result = float("inf"), float("inf"), None
@@ -219,6 +248,15 @@ def main() -> None:
             for q, ts in zip(questions, texts)
             for t in ts
         )
+        plain_bf16_forward(model, tokenizer, questions[:1], [texts[0][:4]], args.batch_size)
+        plain = timed(lambda: plain_bf16_forward(model, tokenizer, questions, texts,
+                                                 args.batch_size), args.repeats)
+        plain_sorted = timed(lambda: plain_bf16_forward(model, tokenizer, questions, texts,
+                                                        args.batch_size, True), args.repeats)
+        bf16_reader = ExtractiveReader(reader_path, ReaderParams(
+            batch_size=args.batch_size, device="cpu", precision="bf16", backend="torch"))
+        bf16_reader.read(questions[:1], [texts[0][:4]])
+        odqa_bf16 = timed(lambda: bf16_reader.read(questions, texts), args.repeats)
         read_hits(index, queries[:1], hits[:1], reader=reader_path, device="cpu")  # warm-up
 
         retrieval, reading = [], []
@@ -244,6 +282,13 @@ def main() -> None:
             f"{name:48s} {wall:7.2f} {n_pairs / wall:8.2f} {base[0] / wall:6.2f} {cpu:7.2f} "
             f"{base[1] / cpu:6.2f} {same:>9d}/{n_pairs}"
         )
+    print(
+        f"model cost alone, {windows} windows: plain transformers bf16 forward, batches of "
+        f"{args.batch_size} in input order {windows / plain[0]:.1f} windows/s, sorted by length "
+        f"{windows / plain_sorted[0]:.1f}; odqa reader bf16 (forward + span decoding) "
+        f"{windows / odqa_bf16[0]:.1f} windows/s: {plain[0] / odqa_bf16[0]:.2f}x / "
+        f"{plain_sorted[0] / odqa_bf16[0]:.2f}x"
+    )
     print(
         f"ask latency per question (warm, {args.passages} passages): "
         f"retrieval {1000 * statistics.mean(retrieval):.1f} ms, "
