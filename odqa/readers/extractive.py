@@ -18,6 +18,7 @@ import numpy as np
 from odqa.errors import MissingDependencyError, ModelNotAvailableError, OdqaError
 from odqa.readers.spans import spans_to_chars, top_spans
 from odqa.readers.windows import Window, encode_question, pad_batch
+from odqa.runtime import hardware
 from odqa.runtime.batching import length_sorted_batches
 from odqa.runtime.hub import load_pretrained, quiet_transformers, resolve_device, resolve_model
 
@@ -40,8 +41,8 @@ class ReaderParams:
     the ONNX export quantised to int8 (CPU); ``auto`` (default) is ``onnx`` on the CPU in fp32
     when onnxruntime is installed, else ``torch``. ``precision`` (torch backend): ``auto`` is
     fp16 on CUDA, bf16 autocast on CPUs with AMX or AVX512-BF16 and fp32 on other CPUs;
-    ``bf16`` runs under bfloat16 autocast. Lower precisions are
-    faster and may move near-tied spans.
+    ``bf16`` runs under bfloat16 autocast. Lower precisions are faster and may move near-tied
+    spans.
     """
 
     max_seq_length: int = 384
@@ -132,14 +133,10 @@ def load_qa_model(name: str, device: str, precision: str = "fp32"):
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` becomes fp16 on CUDA, bf16 on CPUs that compute it natively (AMX or
-    AVX512-BF16) and fp32 elsewhere; other values are kept."""
+    """``auto`` follows the encoders' rule (:func:`odqa.runtime.hardware.resolve_precision`:
+    fp16 on CUDA, bf16 on CPUs with native bf16, else fp32); other values are kept."""
     if precision == "auto":
-        if device.startswith("cuda"):
-            return "fp16"
-        from odqa.runtime.hardware import has_native_bf16
-
-        return "bf16" if has_native_bf16() else "fp32"
+        return hardware.resolve_precision("auto", device)
     return precision
 
 
