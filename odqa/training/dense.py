@@ -35,6 +35,9 @@ class DenseTrainParams:
     hard_negatives: bool = True
     bm25_depth: int = 20
     max_passage_length: int | None = None
+    passage_encoder: str | None = None
+    """Query-side training: this passage encoder stays fixed and only a question encoder is
+    trained (see :mod:`odqa.training.dense_query`)."""
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
@@ -44,6 +47,27 @@ class DenseTrainParams:
 def passage_input(title: str, text: str) -> str:
     """A passage as the dense encoders read it: ``title. text`` (just the text without title)."""
     return f"{title}. {text}" if title else text
+
+
+def encode_texts(model: Any, tokenizer: Any, spec: Any, texts: list[str], max_length: int,
+                 device: str) -> Any:
+    """Pooled (and, as ``spec`` says, normalised) vectors of ``texts``, with gradients: the
+    encoding odqa's dense encoders apply at index and query time."""
+    import torch
+
+    prepared = [t.lower() for t in texts] if spec.lowercase else texts
+    batch = tokenizer(prepared, padding=True, truncation=True, max_length=max_length,
+                      return_tensors="pt", pad_to_multiple_of=16)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    hidden = model(**batch).last_hidden_state.float()
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    if spec.pooling == "cls":
+        pooled = hidden[:, 0]
+    elif spec.pooling == "max":
+        pooled = hidden.masked_fill(mask == 0, -1e4).max(dim=1).values
+    else:
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1) if spec.normalize else pooled
 
 
 class DenseTrainTask:
@@ -78,23 +102,6 @@ class DenseTrainTask:
         with quiet_transformers():
             return load_pretrained(AutoModel.from_pretrained, self.spec.path, "base", "--base")
 
-    def _encode(self, model: Any, texts: list[str], max_length: int, device: str) -> Any:
-        import torch
-
-        prepared = [t.lower() for t in texts] if self.spec.lowercase else texts
-        batch = self.tokenizer(prepared, padding=True, truncation=True, max_length=max_length,
-                               return_tensors="pt", pad_to_multiple_of=16)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        hidden = model(**batch).last_hidden_state.float()
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        if self.spec.pooling == "cls":
-            pooled = hidden[:, 0]
-        elif self.spec.pooling == "max":
-            pooled = hidden.masked_fill(mask == 0, -1e4).max(dim=1).values
-        else:
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, dim=-1) if self.spec.normalize else pooled
-
     def loss(self, model: Any, items: np.ndarray, device: str, autocast: bool) -> Any:
         import torch
         import torch.nn.functional as F
@@ -105,8 +112,10 @@ class DenseTrainTask:
         columns = list(dict.fromkeys(ids))
         where = {p: c for c, p in enumerate(columns)}
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=autocast):
-            q = self._encode(model, [self.questions[i] for i in items], QUERY_MAX_LENGTH, device)
-            p = self._encode(model, [self.passages[i] for i in columns], self.max_length, device)
+            q = encode_texts(model, self.tokenizer, self.spec,
+                             [self.questions[i] for i in items], QUERY_MAX_LENGTH, device)
+            p = encode_texts(model, self.tokenizer, self.spec,
+                             [self.passages[i] for i in columns], self.max_length, device)
         scores = (q @ p.T) / self.params.temperature
         target = torch.tensor([where[i] for i in self.positive[items].tolist()], device=device)
         return F.cross_entropy(scores.float(), target)

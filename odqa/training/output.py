@@ -62,12 +62,25 @@ def write_record(folder: Path, record: dict[str, Any]) -> None:
     (folder / RECORD).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
 
 
+SCRATCH_KINDS = {"bm25": "paragraphs.jsonl", "passages": "key.json"}
+"""Scratch folders beside a checkpoint (``<checkpoint>-<kind>``) and the file that marks each
+as odqa's: the BM25 index of dense training's hard negatives, the fixed paragraph vectors of
+query-side training."""
+
+
+def scratch_folder(checkpoint_dir: Path, kind: str) -> Path:
+    """The scratch folder of ``kind`` (see SCRATCH_KINDS) beside ``checkpoint_dir``."""
+    return checkpoint_dir.with_name(f"{checkpoint_dir.name}-{kind}")
+
+
 def discard_checkpoints(checkpoint_dir: Path) -> None:
     """Remove a finished run's checkpoint folder and the scratch folders beside it that odqa
-    made (``<checkpoint>-bm25`` of dense training)."""
-    for folder in (checkpoint_dir, checkpoint_dir.with_name(checkpoint_dir.name + "-bm25")):
-        if folder.is_dir() and ((folder / "state.json").is_file()
-                                or (folder / "paragraphs.jsonl").is_file()):
+    made (see SCRATCH_KINDS)."""
+    if (checkpoint_dir / "state.json").is_file():
+        shutil.rmtree(checkpoint_dir)
+    for kind, marker in SCRATCH_KINDS.items():
+        folder = scratch_folder(checkpoint_dir, kind)
+        if (folder / marker).is_file():
             shutil.rmtree(folder)
 
 

@@ -17,6 +17,7 @@ from odqa.training.dense import (
     DenseTrainTask,
     save_sentence_transformers,
 )
+from odqa.training.dense_query import QuerySideTrainTask, paragraph_vectors
 from odqa.training.loop import LoopConfig, train
 from odqa.training.negatives import bm25_negatives, paragraph_table
 from odqa.training.output import (
@@ -24,6 +25,7 @@ from odqa.training.output import (
     check_output,
     discard_checkpoints,
     run_fields,
+    scratch_folder,
     write_output,
     write_record,
 )
@@ -46,6 +48,10 @@ def train_dense(
 ) -> dict[str, Any]:
     """Train a dense encoder into ``out``; return the training record (``odqa_training.json``).
 
+    With ``params.passage_encoder`` only a question encoder is trained, against that fixed
+    passage encoder (query-side fine-tuning); ``out`` is then the ``--query-encoder`` of an
+    ``odqa index --encoder PASSAGE_ENCODER`` build.
+
     When the run stops early (time limit), nothing is written to ``out`` and the record says
     ``"finished": false``; run again with ``resume=True``.
     """
@@ -65,19 +71,28 @@ def train_dense(
     examples = sample_examples(examples, max_examples, config.seed)
     positive = np.array([paragraph_ids[(e.title, e.context)] for e in examples], dtype=np.int64)
     negatives = None
-    if params.hard_negatives:
-        negatives = bm25_negatives(examples, paragraphs, positive, params.bm25_depth,
-                                   checkpoint_dir.with_name(checkpoint_dir.name + "-bm25"))[:, 0]
     with quiet_transformers():
         tokenizer = load_pretrained(AutoTokenizer.from_pretrained, spec.path, "base", "--base")
-    task = DenseTrainTask(examples, params, spec, tokenizer, negatives=negatives,
-                          paragraphs=paragraphs, positive=positive)
+    task: DenseTrainTask | QuerySideTrainTask
+    if params.passage_encoder:
+        vectors = paragraph_vectors(paragraphs, params.passage_encoder,
+                                    scratch_folder(checkpoint_dir, "passages"),
+                                    params.max_passage_length, progress)
+        task = QuerySideTrainTask(examples, params, spec, tokenizer, paragraphs=paragraphs,
+                                  positive=positive, vectors=vectors)
+    else:
+        if params.hard_negatives:
+            negatives = bm25_negatives(examples, paragraphs, positive, params.bm25_depth,
+                                       scratch_folder(checkpoint_dir, "bm25"))[:, 0]
+        task = DenseTrainTask(examples, params, spec, tokenizer, negatives=negatives,
+                              paragraphs=paragraphs, positive=positive)
     model, result = train(
         task, config, checkpoint_dir, resume=resume, time_limit=time_limit,
         stop_after_steps=stop_after_steps, progress=progress, description="train dense",
     )
     record: dict[str, Any] = {
         "kind": "dense",
+        "mode": "query-side" if params.passage_encoder else "shared",
         "data": [{"file": p.name, "sha256": file_sha256(p)} for p in train_files],
         "examples": len(examples),
         "paragraphs": len(paragraphs),

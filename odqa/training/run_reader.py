@@ -18,6 +18,7 @@ from odqa.training.output import (
     check_output,
     discard_checkpoints,
     run_fields,
+    scratch_folder,
     write_output,
     write_record,
 )
@@ -99,7 +100,7 @@ def train_reader(
     if params.negatives:
         positive = np.array([paragraph_ids[(e.title, e.context)] for e in examples])
         found = bm25_negatives(examples, paragraphs, positive, params.bm25_depth,
-                               checkpoint_dir.with_name(checkpoint_dir.name + "-bm25"),
+                               scratch_folder(checkpoint_dir, "bm25"),
                                count=params.negatives)
         negatives = [[paragraphs[j][1] for j in row if j >= 0] for row in found]
     tokenizer = load_base_tokenizer(params.base)

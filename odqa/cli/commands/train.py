@@ -188,6 +188,12 @@ def dense_command(
     bm25_depth: Annotated[
         int, typer.Option(min=1, help="BM25 results searched for a hard negative.")
     ] = 20,
+    passage_encoder: Annotated[
+        str | None,
+        typer.Option(help="Query-side training: keep this passage encoder fixed, score each "
+                     "question against every training paragraph, train only a question "
+                     "encoder (index with --encoder THIS --query-encoder OUT)."),
+    ] = None,
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = TrainPrecision.auto,
     checkpoint_minutes: CheckpointMinutes = 10.0,
@@ -207,7 +213,8 @@ def dense_command(
             **loop_options(locals()), device=device.value, precision=precision.value
         )
         params = DenseTrainParams(base=base, temperature=temperature,
-                                  hard_negatives=hard_negatives, bm25_depth=bm25_depth)
+                                  hard_negatives=hard_negatives, bm25_depth=bm25_depth,
+                                  passage_encoder=passage_encoder)
         checkpoint = checkpoint_dir or out.with_name(out.name + ".train-state")
         record = train_dense(
             train_files, out, params, config, max_examples=max_examples,
