@@ -8,10 +8,12 @@ SQuAD-open questions (the same 10,570 dev questions, DPR's answer lists). All in
    ``--timing-passages``) are encoded by sentence-transformers' ``encode`` in each of its CPU
    configurations (torch fp32; torch under ``torch.autocast("cpu", dtype=torch.bfloat16)``;
    ``backend="onnx"`` and its int8 quantisation when optimum is installed) and by odqa's encoder
-   in each of its own (torch fp32, torch bf16, onnx, int8), same model (the packaged
-   all-MiniLM-L6-v2), same batch size, same thread count (``--threads``). Runs alternate in
-   ``--rounds`` rounds and the best round counts, so a busy machine penalises every system alike.
-   Printed: passages/s, the ratio against sentence-transformers fp32, and odqa's best against
+   in each of its own (torch fp32, torch bf16, onnx, int8, OpenVINO bf16), same model (the
+   packaged all-MiniLM-L6-v2), same thread count (``--threads``), at each batch size of
+   ``--batch-size`` (a comma list: every system is timed at each, and each system's best batch
+   size counts, so no one is held to a size that suits another). Runs alternate in ``--rounds``
+   rounds and the best round counts, so a busy machine penalises every system alike. Printed:
+   passages/s, the ratio against sentence-transformers fp32, and odqa's best against
    sentence-transformers' best.
 2. Quality loss of the fast configurations: cosine of their passage vectors with odqa torch fp32.
    Also printed: what ``--precision auto`` picks on this CPU (bf16 only with native bf16:
@@ -20,9 +22,10 @@ SQuAD-open questions (the same 10,570 dev questions, DPR's answer lists). All in
    flat FAISS, fp32) is built on the corpus; top-1/5/20/100 answer recall (DPR's has_answer: an
    answer's tokens occur in the passage) for bm25, dense, hybrid (RRF k=60) and hybrid linear
    (alpha 0.5); then dense and hybrid again with the passages encoded in bf16 and with passages
-   and queries encoded by the int8 backend.
+   and queries encoded by the int8 backend, and with passages encoded by OpenVINO in bf16.
 
-usage: python bench/dense.py [--questions N] [--timing-passages 512] [--threads 2] [--no-recall]
+usage: python bench/dense.py [--questions N] [--timing-passages 512] [--threads 2]
+       [--batch-size 16,32,64] [--no-recall]
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ ODQA_CONFIGS = {  # name: (backend, precision)
     "odqa torch bf16": ("torch", "bf16"),
     "odqa onnx": ("onnx", "auto"),
     "odqa int8": ("int8", "auto"),
+    "odqa openvino bf16": ("openvino", "bf16"),
 }
 KS = (1, 5, 20, 100)
 
@@ -91,22 +95,26 @@ def peer_runners(texts: list[str], batch_size: int) -> dict:
     return runners
 
 
-def time_encoders(texts: list[str], threads: int, batch_size: int, rounds: int) -> dict:
-    """Best-of-rounds passages/s for each sentence-transformers and odqa configuration."""
+def time_encoders(texts: list[str], threads: int, batch_sizes: list[int], rounds: int) -> dict:
+    """Best-of-rounds seconds for each sentence-transformers and odqa configuration at each
+    batch size (keys ``"name @ batch"``)."""
     import torch
 
     from odqa import DEFAULT_DENSE_ENCODER, TextEncoder, inspect_encoder
 
     torch.set_num_threads(threads)
     spec = inspect_encoder(DEFAULT_DENSE_ENCODER)
-    runners = peer_runners(texts, batch_size)
-    for name, (backend, precision) in ODQA_CONFIGS.items():
-        encoder = TextEncoder(
-            spec, backend=backend, device="cpu", batch_size=batch_size, threads=threads,
-            precision=precision,
-        )  # fmt: skip
-        encoder.warm_up()
-        runners[name] = lambda e=encoder: e.encode(texts)
+    runners = {}
+    for batch_size in batch_sizes:
+        for name, run in peer_runners(texts, batch_size).items():
+            runners[f"{name} @ {batch_size}"] = run
+        for name, (backend, precision) in ODQA_CONFIGS.items():
+            encoder = TextEncoder(
+                spec, backend=backend, device="cpu", batch_size=batch_size, threads=threads,
+                precision=precision,
+            )  # fmt: skip
+            encoder.warm_up()
+            runners[f"{name} @ {batch_size}"] = lambda e=encoder: e.encode(texts)
     best: dict[str, float] = {}
     vectors: dict[str, np.ndarray] = {}
     for _ in range(rounds):
@@ -146,29 +154,38 @@ def squad_texts() -> list[str]:
 
 
 def print_timing(timing: dict, count: int, args: argparse.Namespace) -> dict[str, float]:
-    """The encoding table; returns passages/s per configuration."""
+    """The encoding table; returns each system's passages/s at its best batch size."""
     from odqa import has_native_bf16, resolve_precision
 
     seconds = timing["seconds"]
-    reference = timing["vectors"]["odqa torch fp32"]
-    baseline = seconds["s-t torch fp32"]
+    first = args.batch_sizes[0]
+    reference = timing["vectors"][f"odqa torch fp32 @ {first}"]
+    speeds_at = {name: count / value for name, value in seconds.items()}
     print(
-        f"\nencoding {count} passages, {args.threads} threads, batch {args.batch_size}, "
+        f"\nencoding {count} passages, {args.threads} threads, batch sizes {args.batch_size}, "
         f"best of {args.rounds} rounds (--precision auto here: "
         f"{resolve_precision('auto', 'cpu')}; native bf16: {'yes' if has_native_bf16() else 'no'}):"
     )
-    print(f"  {'system':<26}{'passages/s':>12}{'vs s-t fp32':>13}{'min cos vs fp32':>17}")
-    for name, value in seconds.items():
-        vectors = timing["vectors"][name]
+    columns = "".join(f"{'batch ' + str(b):>11}" for b in args.batch_sizes)
+    print(f"  {'system (passages/s)':<26}{columns}{'best':>9}{'min cos vs fp32':>17}")
+    systems = list(dict.fromkeys(name.split(" @ ")[0] for name in seconds))
+    speeds = {}
+    for system in systems:
+        row = [speeds_at[f"{system} @ {b}"] for b in args.batch_sizes]
+        speeds[system] = max(row)
+        vectors = timing["vectors"][f"{system} @ {first}"]
         cos = (vectors * reference).sum(1) / np.linalg.norm(vectors, axis=1)
         cos /= np.linalg.norm(reference, axis=1)
-        print(f"  {name:<26}{count / value:>12.1f}{baseline / value:>12.2f}x{cos.min():>17.5f}")
-    speeds = {name: count / value for name, value in seconds.items()}
+        cells = "".join(f"{v:>11.1f}" for v in row)
+        print(f"  {system:<26}{cells}{speeds[system]:>9.1f}{cos.min():>17.5f}")
     peer = max((n for n in speeds if n.startswith("s-t")), key=speeds.get)
     best = max((n for n in speeds if n.startswith("odqa")), key=speeds.get)
+    torch_best = max((n for n in speeds if n.startswith("odqa torch")), key=speeds.get)
     print(
-        f"  odqa's best ({best}) vs sentence-transformers' best ({peer}): "
-        f"{speeds[best] / speeds[peer]:.2f}x (target >= 1.5)"
+        f"  odqa's best ({best}, {speeds[best]:.1f}) vs sentence-transformers' best ({peer}, "
+        f"{speeds[peer]:.1f}), each at its best batch size: {speeds[best] / speeds[peer]:.2f}x "
+        f"(target >= 1.5); odqa torch's best ({torch_best}): "
+        f"{speeds[torch_best] / speeds[peer]:.2f}x"
     )
     return speeds
 
@@ -188,7 +205,8 @@ def recall_section(args: argparse.Namespace, tmp: Path) -> dict[str, dict[int, f
 
     questions = read_questions(args.questions)
     out = tmp / "squad"
-    dense = DenseOptions(device="cpu", batch_size=args.batch_size, precision="fp32")
+    batch_size = args.batch_sizes[0]
+    dense = DenseOptions(device="cpu", batch_size=batch_size, precision="fp32")
     options = BuildOptions(
         corpus=CorpusOptions(format="squad", passage_words=0),
         retrievers=("bm25", "dense"),
@@ -207,8 +225,9 @@ def recall_section(args: argparse.Namespace, tmp: Path) -> dict[str, dict[int, f
     linear = index.retriever("hybrid", fusion="linear", alpha=0.5)
     results["linear"] = recall(index, linear, questions, "hybrid linear 0.5")
     for name, variant in (
-        ("bf16", DenseOptions(batch_size=args.batch_size, precision="bf16")),
-        ("int8", DenseOptions(batch_size=args.batch_size, backend="int8")),
+        ("bf16", DenseOptions(batch_size=batch_size, precision="bf16")),
+        ("int8", DenseOptions(batch_size=batch_size, backend="int8")),
+        ("openvino", DenseOptions(batch_size=batch_size, backend="openvino", precision="bf16")),
     ):
         folder = tmp / f"dense-{name}"
         folder.mkdir()
@@ -227,17 +246,18 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=None, help="subsample (default: all)")
     parser.add_argument("--timing-passages", type=int, default=512, help="2067: all of them")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", default="16,32,64", help="comma list, each timed")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-recall", action="store_true", help="encoding speed only")
     args = parser.parse_args()
+    args.batch_sizes = [int(b) for b in args.batch_size.split(",")]
 
     import torch
 
     torch.set_num_threads(args.threads)
     texts = squad_texts()
     sample = random.Random(0).sample(texts, min(args.timing_passages, len(texts)))
-    timing = time_encoders(sample, args.threads, args.batch_size, args.rounds)
+    timing = time_encoders(sample, args.threads, args.batch_sizes, args.rounds)
     speeds = print_timing(timing, len(sample), args)
     if args.no_recall:
         return
@@ -250,7 +270,8 @@ def main() -> None:
         f"  hybrid top-20 above bm25 and dense: {top20['hybrid']:.1f} vs "
         f"{top20['bm25']:.1f} / {top20['dense']:.1f}"
     )
-    for name, config in (("bf16", "odqa torch bf16"), ("int8", "odqa int8")):
+    for name, config in (("bf16", "odqa torch bf16"), ("int8", "odqa int8"),
+                         ("openvino", "odqa openvino bf16")):
         print(
             f"  {name}: {speeds[config] / baseline:.2f}x s-t fp32, top-20 dense "
             f"{top20[f'dense-{name}'] - top20['dense']:+.2f} points (bf16: within 0.2 to stay "

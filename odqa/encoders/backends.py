@@ -4,7 +4,8 @@
 chosen by ``precision auto`` on CPUs with AMX-BF16 or AVX512-BF16). ``onnx`` exports the model
 with its pooling to ONNX once (cached, see :mod:`odqa.runtime.onnx`) and runs it with ONNX
 Runtime on the CPU; ``int8`` does the same after dynamic int8 quantisation of the weights (per
-channel).
+channel); ``openvino`` compiles that export with OpenVINO, in bf16 on CPUs that compute it
+natively (``precision auto``), else fp32.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 Forward = Callable[[dict[str, "np.ndarray"]], "np.ndarray"]
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-BACKENDS = ("torch", "onnx", "int8")
+BACKENDS = ("torch", "onnx", "int8", "openvino")
 OUTPUT_NAME = "vectors"
 
 
@@ -152,6 +153,51 @@ def session_forward(path: Path, threads: int | None = None) -> Forward:
     return forward
 
 
+def _ortruntime_forward(quantize: bool) -> Callable[..., Forward]:
+    def build(spec: EncoderSpec, device: str, role: str, flag: str, precision: str,
+              threads: int | None) -> Forward:
+        backend = "int8" if quantize else "onnx"
+        if precision not in ("auto", "fp32"):
+            raise OdqaError(
+                f"--precision {precision} runs with --backend torch or openvino; --backend "
+                f"{backend} is {'int8' if quantize else 'fp32'}"
+            )
+        return onnx_forward(spec, threads, quantize, role, flag)
+
+    return build
+
+
+def openvino_forward(spec: EncoderSpec, device: str, role: str, flag: str, precision: str,
+                     threads: int | None) -> Forward:
+    """A forward function running the cached ONNX export with OpenVINO (bf16 on CPUs that
+    compute it natively under ``precision auto``)."""
+    from odqa.runtime import openvino
+
+    resolved = openvino.resolve_precision(precision)
+    if not openvino.available():
+        raise OdqaError("--backend openvino needs OpenVINO: pip install openvino")
+
+    def export(target: Path) -> None:
+        export_pooled(pooled_module(load_model(spec, role, flag), spec), target)
+
+    path = onnx.cached_model(_cache_folder(spec), export, quantize=False)
+    return openvino.OpenVinoModel(path, resolved, threads)
+
+
+def _torch_forward(spec: EncoderSpec, device: str, role: str, flag: str, precision: str,
+                   threads: int | None) -> Forward:
+    return torch_forward(spec, device, role, flag, precision)
+
+
+FORWARDS: dict[str, Callable[..., Forward]] = {
+    "torch": _torch_forward,
+    "onnx": _ortruntime_forward(quantize=False),
+    "int8": _ortruntime_forward(quantize=True),
+    "openvino": openvino_forward,
+}
+"""Backend name -> builder of its forward function; every backend but torch runs on the CPU."""
+
+
 def make_forward(
     spec: EncoderSpec,
     backend: str,
@@ -162,23 +208,15 @@ def make_forward(
     precision: str = "auto",
     threads: int | None = None,
 ) -> Forward:
-    """The forward function of ``backend`` (``torch``, ``onnx`` or ``int8``) on ``device``.
+    """The forward function of ``backend`` (see FORWARDS) on ``device``.
 
     Raises:
-        OdqaError: an unknown backend, an ONNX backend off the CPU, or a precision other than
-            fp32 for an ONNX backend.
+        OdqaError: an unknown backend, a CPU backend off the CPU, or a precision the backend
+            does not run.
     """
-    if backend in ("onnx", "int8"):
-        if device != "cpu":
-            raise OdqaError(
-                f"--backend {backend} runs on the CPU: use --device cpu or --backend torch"
-            )
-        if precision not in ("auto", "fp32"):
-            raise OdqaError(
-                f"--precision {precision} runs with --backend torch; --backend {backend} is "
-                f"{'int8' if backend == 'int8' else 'fp32'}"
-            )
-        return onnx_forward(spec, threads, backend == "int8", role, flag)
-    if backend == "torch":
-        return torch_forward(spec, device, role, flag, precision)
-    raise OdqaError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
+    build = FORWARDS.get(backend)
+    if build is None:
+        raise OdqaError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
+    if backend != "torch" and device != "cpu":
+        raise OdqaError(f"--backend {backend} runs on the CPU: use --device cpu or --backend torch")
+    return build(spec, device, role, flag, precision, threads)

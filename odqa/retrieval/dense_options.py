@@ -13,7 +13,7 @@ from odqa.runtime.hardware import PRECISIONS
 from odqa.runtime.hub import DEFAULT_DENSE_ENCODER
 
 POOLINGS = ("cls", "mean", "max")
-BACKENDS = ("torch", "onnx", "int8")
+BACKENDS = ("torch", "onnx", "int8", "openvino")
 FAISS_KINDS = ("flat", "hnsw", "ivfpq")
 
 
@@ -34,9 +34,11 @@ class DenseOptions:
         batch_size: texts per forward pass.
         device: ``auto``, ``cpu`` or ``cuda`` (fp16 on CUDA).
         backend: ``torch`` (default), ``onnx`` (ONNX Runtime, CPU) or ``int8`` (ONNX Runtime
-            with int8 dynamic quantisation, CPU); both need ``pip install onnx onnxruntime``.
-        precision: torch backend: ``auto`` (fp16 on CUDA, bf16 autocast on CPUs with AMX-BF16
-            or AVX512-BF16, else fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA only).
+            with int8 dynamic quantisation, CPU); both need ``pip install onnx onnxruntime``;
+            ``openvino`` (OpenVINO on the same ONNX export, CPU, bf16 under ``precision auto``
+            on CPUs with AMX-BF16 or AVX512-BF16; ``pip install openvino``).
+        precision: torch and openvino backends: ``auto`` (fp16 on CUDA, bf16 on CPUs with
+            AMX-BF16 or AVX512-BF16, else fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA only).
         include_title: encode ``title`` with the text (DPR: ``title [SEP] text``).
         faiss: ``flat`` (exact), ``hnsw`` or ``ivfpq``.
         hnsw_m / ef_construction / ef_search: HNSW graph degree, build and query beam widths.

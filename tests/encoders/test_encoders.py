@@ -174,7 +174,7 @@ def test_dual_encoder_round_trips_through_its_description(models: dict[str, Path
 def test_dense_options_round_trip_and_validate() -> None:
     options = DenseOptions(encoder="x", pooling="cls", normalize=False, faiss="hnsw", nlist=7)
     assert DenseOptions.from_dict(json.loads(json.dumps(options.to_dict()))) == options
-    with pytest.raises(OdqaError, match="choose one of torch, onnx, int8"):
+    with pytest.raises(OdqaError, match="choose one of torch, onnx, int8, openvino"):
         DenseOptions(backend="fast")
     with pytest.raises(OdqaError, match="batch_size"):
         DenseOptions(batch_size=0)
@@ -189,6 +189,39 @@ def test_onnx_backend_matches_torch_and_int8_stays_close(models: dict[str, Path]
     assert int8.shape == expected.shape
     assert cosine(int8, expected).min() > 0.95
     assert not np.allclose(int8, expected, atol=1e-6)
+
+
+def test_openvino_backend_matches_torch_in_fp32_and_stays_close_in_bf16(
+    models: dict[str, Path],
+) -> None:
+    spec = inspect_encoder(str(models["st"]))
+    expected = TextEncoder(spec, device="cpu", precision="fp32").encode(TEXTS)
+    fp32 = TextEncoder(spec, backend="openvino", threads=1)  # auto: no native bf16 in tests
+    np.testing.assert_allclose(fp32.encode(TEXTS), expected, atol=1e-4)
+    assert fp32.runtime_precision == "fp32"
+    bf16 = TextEncoder(spec, backend="openvino", threads=1, precision="bf16")
+    assert cosine(bf16.encode(TEXTS), expected).min() > 0.99
+    assert bf16.runtime_precision == "bf16"
+
+
+def test_openvino_precision_and_missing_package(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from odqa.runtime import hardware, openvino
+
+    assert openvino.resolve_precision("auto") == "fp32"
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert openvino.resolve_precision("auto") == "bf16"
+    with pytest.raises(OdqaError, match="fp32 or bf16"):
+        openvino.resolve_precision("fp16")
+    monkeypatch.setattr(openvino, "available", lambda: False)
+    spec = inspect_encoder(str(models["st"]))
+    with pytest.raises(OdqaError, match="pip install openvino"):
+        TextEncoder(spec, backend="openvino").encode(TEXTS)
+    from odqa.encoders.backends import make_forward
+
+    with pytest.raises(OdqaError, match="runs on the CPU"):
+        make_forward(spec, "openvino", "cuda", "dense encoder", "--encoder")
 
 
 def test_missing_model_and_unsupported_settings_raise_clear_errors(

@@ -246,6 +246,31 @@ def test_cli_index_precision_is_recorded_and_checked(tmp_path: Path, encoder_dir
     assert "Traceback" not in bad.output
 
 
+def test_cli_index_with_the_openvino_backend(tmp_path: Path, encoder_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from odqa.cli import app
+
+    base = ["index", str(SAMPLE_CORPUS), "--encoder", str(encoder_dir), "-q", "--device", "cpu"]
+    done = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "ov"), "--backend",
+                                    "openvino", "--precision", "bf16"])
+    assert done.exit_code == 0, done.output
+    index = load_index(tmp_path / "ov")
+    section = index.manifest.section("dense")
+    assert section["precision"] == "bf16" and section["encoder"]["backend"] == "openvino"
+    assert section["query_onnx"]["backend"] == "onnx"  # queries run on ONNX Runtime, fp32
+    reference = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "fp32"),
+                                         "--precision", "fp32"])
+    assert reference.exit_code == 0, reference.output
+    got = index.search(QUERIES, k=3, retriever="dense")
+    expected = load_index(tmp_path / "fp32").search(QUERIES, k=3, retriever="dense")
+    assert [h.id for h in got[0]][:1] == [h.id for h in expected[0]][:1]
+    bad = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "bad"), "--backend",
+                                   "openvino", "--precision", "fp16"])
+    assert bad.exit_code == 1 and "fp32 or bf16" in bad.output
+    assert not (tmp_path / "bad" / "manifest.json").exists()
+
+
 @pytest.mark.slow
 def test_packaged_minilm_export_reproduces_torch_vectors(tmp_path: Path) -> None:
     from odqa.runtime.hub import DEFAULT_DENSE_ENCODER

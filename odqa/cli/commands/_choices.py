@@ -15,6 +15,7 @@ class Backend(str, Enum):
     torch = "torch"
     onnx = "onnx"
     int8 = "int8"
+    openvino = "openvino"
 
 
 class ReaderBackend(str, Enum):

@@ -212,7 +212,8 @@ def index_command(
     backend: Annotated[
         Backend,
         typer.Option(
-            help="Encoder runtime: torch, onnx or int8 (ONNX Runtime, CPU).",
+            help="Encoder runtime: torch, onnx or int8 (ONNX Runtime, CPU), openvino (CPU, "
+                 "bf16 on AMX/AVX512-BF16 CPUs; pip install openvino).",
             rich_help_panel="Dense",
         ),
     ] = Backend.torch,

@@ -1,0 +1,66 @@
+"""OpenVINO runtime for ONNX exports: bf16 inference on CPUs that compute it natively.
+
+OpenVINO compiles the same ONNX file ONNX Runtime runs (odqa's cached export) for the CPU;
+with the ``bf16`` inference precision hint it runs matrix products in bf16 on AVX512-BF16 and
+AMX CPUs, which ONNX Runtime's CPU provider does not. ``pip install openvino`` (the ``openvino``
+extra) to use it; nothing here is imported unless ``--backend openvino`` is asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odqa.errors import OdqaError
+
+PRECISION_HINTS = {"bf16": "bf16", "fp32": "f32"}
+"""odqa precision -> OpenVINO ``INFERENCE_PRECISION_HINT``."""
+
+
+def available() -> bool:
+    """True when the ``openvino`` package can be imported."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` is bf16 on CPUs that compute bf16 natively (AMX-BF16, AVX512-BF16), else fp32."""
+    if precision == "auto":
+        from odqa.runtime.hardware import has_native_bf16
+
+        return "bf16" if has_native_bf16() else "fp32"
+    if precision not in PRECISION_HINTS:
+        raise OdqaError(
+            f"--backend openvino runs fp32 or bf16, not {precision}: use --precision auto, "
+            "fp32 or bf16"
+        )
+    return precision
+
+
+class OpenVinoModel:
+    """An ONNX file compiled by OpenVINO for the CPU: a dict of input arrays in, the first
+    output out (float32). ``precision`` is ``fp32`` or ``bf16``."""
+
+    def __init__(self, path: Path, precision: str, threads: int | None = None) -> None:
+        if not available():
+            raise OdqaError("--backend openvino needs OpenVINO: pip install openvino")
+        import openvino
+
+        self.precision = precision
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+        }
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        compiled = openvino.Core().compile_model(str(path), "CPU", config)
+        self._names = [port.get_any_name() for port in compiled.inputs]
+        self._request = compiled.create_infer_request()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        results = self._request.infer({name: batch[name] for name in self._names})
+        return np.asarray(results.to_tuple()[0], dtype=np.float32)
