@@ -1,7 +1,8 @@
 """odqa's own models on SQuAD v1.1 dev, measured through the CLI in one run.
 
 1. The bundled reader on each question's gold paragraph (SQuAD's setting): EM / F1 and
-   questions/s for torch fp32, torch bf16 autocast and ONNX Runtime int8.
+   questions/s for torch fp32, torch bf16 autocast, ONNX Runtime int8 and OpenVINO (bf16 on
+   CPUs that compute it natively).
 2. SQuAD-open over the 2,067 dev paragraphs (kept whole): BM25 top-20 + the bundled reader
    against phrase retrieval (no reader) on the same questions and threads: EM@1, F1@1,
    questions/s and their ratios, and the wall-clock questions/s of `odqa ask --questions`
@@ -102,7 +103,8 @@ def main() -> None:
     n = str(args.questions)
     if "reading" not in skip:
         runs = {"fp32 (default backend)": ("--precision", "fp32"),
-                "torch bf16": ("--precision", "bf16"), "onnx int8": ("--backend", "int8")}
+                "torch bf16": ("--precision", "bf16"), "onnx int8": ("--backend", "int8"),
+                "openvino": ("--backend", "openvino")}
         results["reading"] = {}
         for label, flags in runs.items():
             limit = args.reading_questions if label.startswith("fp32") else args.questions

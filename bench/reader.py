@@ -44,6 +44,7 @@ VARIANTS = {
     "onnx-fp32": ("onnx", "fp32"),
     "torch-bf16": ("torch", "bf16"),
     "onnx-int8": ("int8", "fp32"),
+    "openvino-bf16": ("openvino", "bf16"),
 }
 
 
@@ -257,6 +258,10 @@ def main() -> None:
             batch_size=args.batch_size, device="cpu", precision="bf16", backend="torch"))
         bf16_reader.read(questions[:1], [texts[0][:4]])
         odqa_bf16 = timed(lambda: bf16_reader.read(questions, texts), args.repeats)
+        ov_reader = ExtractiveReader(reader_path, ReaderParams(
+            batch_size=args.batch_size, device="cpu", precision="bf16", backend="openvino"))
+        ov_reader.read(questions[:1], [texts[0][:4]])
+        odqa_ov = timed(lambda: ov_reader.read(questions, texts), args.repeats)
         read_hits(index, queries[:1], hits[:1], reader=reader_path, device="cpu")  # warm-up
 
         retrieval, reading = [], []
@@ -287,7 +292,9 @@ def main() -> None:
         f"{args.batch_size} in input order {windows / plain[0]:.1f} windows/s, sorted by length "
         f"{windows / plain_sorted[0]:.1f}; odqa reader bf16 (forward + span decoding) "
         f"{windows / odqa_bf16[0]:.1f} windows/s: {plain[0] / odqa_bf16[0]:.2f}x / "
-        f"{plain_sorted[0] / odqa_bf16[0]:.2f}x"
+        f"{plain_sorted[0] / odqa_bf16[0]:.2f}x; odqa reader on OpenVINO bf16 "
+        f"{windows / odqa_ov[0]:.1f} windows/s: {plain[0] / odqa_ov[0]:.2f}x / "
+        f"{plain_sorted[0] / odqa_ov[0]:.2f}x"
     )
     print(
         f"ask latency per question (warm, {args.passages} passages): "

@@ -181,7 +181,18 @@ def openvino_forward(spec: EncoderSpec, device: str, role: str, flag: str, preci
         export_pooled(pooled_module(load_model(spec, role, flag), spec), target)
 
     path = onnx.cached_model(_cache_folder(spec), export, quantize=False)
-    return openvino.OpenVinoModel(path, resolved, threads)
+    return _FirstOutput(openvino.OpenVinoModel(path, resolved, threads))
+
+
+class _FirstOutput:
+    """A multi-output model as a :data:`Forward` (its first output), keeping its precision."""
+
+    def __init__(self, model: Callable[[dict[str, np.ndarray]], list[np.ndarray]]) -> None:
+        self.model = model
+        self.precision = getattr(model, "precision", "fp32")
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        return self.model(batch)[0]
 
 
 def _torch_forward(spec: EncoderSpec, device: str, role: str, flag: str, precision: str,

@@ -25,7 +25,7 @@ from odqa.runtime.hub import load_pretrained, quiet_transformers, resolve_device
 DEFAULT_READER = "odqa/reader-minilm"
 """odqa's own reader (all-MiniLM-L6-v2 fine-tuned on SQuAD v1.1 train), shipped in the package."""
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-BACKENDS = ("auto", "torch", "onnx", "int8")
+BACKENDS = ("auto", "torch", "onnx", "int8", "openvino")
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,9 @@ class ReaderParams:
 
     ``backend``: ``torch`` runs the Hugging Face model; ``onnx`` runs it exported to ONNX Runtime
     (fp32, CPU; exported on first use into the cache, then loaded without torch); ``int8`` runs
-    the ONNX export quantised to int8 (CPU); ``auto`` (default) is ``onnx`` on the CPU in fp32
+    the ONNX export quantised to int8 (CPU); ``openvino`` runs the ONNX export with OpenVINO (CPU,
+    ``pip install openvino``; bf16 under ``precision auto`` on CPUs with AMX or AVX512-BF16);
+    ``auto`` (default) is ``onnx`` on the CPU in fp32
     when onnxruntime is installed, else ``torch``. ``precision`` (torch backend): ``auto`` is
     fp16 on CUDA, bf16 autocast on CPUs with AMX or AVX512-BF16 and fp32 on other CPUs;
     ``bf16`` runs under bfloat16 autocast. Lower precisions are faster and may move near-tied
@@ -140,6 +142,20 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
+def _openvino_precision(precision: str, device: str) -> str:
+    from odqa.runtime.openvino import resolve_precision as openvino_precision
+
+    return openvino_precision(precision)
+
+
+READER_PRECISION: dict[str, Callable[[str, str], str]] = {
+    "onnx": lambda precision, device: "fp32",
+    "int8": lambda precision, device: "fp32",
+    "openvino": _openvino_precision,
+}
+"""Backend -> the precision it runs for a requested one (torch: :func:`resolve_precision`)."""
+
+
 @dataclass(frozen=True)
 class Runtime:
     """A loaded reader: its tokenizer and a forward function (numpy batch -> start/end logits)."""
@@ -151,18 +167,28 @@ class Runtime:
 def load_runtime(name: str, device: str, precision: str, backend: str) -> Runtime:
     """Load (once per process and settings) the reader ``name`` for ``backend`` on ``device``.
 
-    ``onnx`` and ``int8`` load a cached export with onnxruntime and tokenizers only (no torch);
-    the first use exports the model there (see :mod:`odqa.readers.onnx_backend`).
+    ``onnx`` and ``int8`` load a cached export with onnxruntime and tokenizers only (no torch),
+    ``openvino`` the same export with OpenVINO; the first use exports the model there (see
+    :mod:`odqa.readers.onnx_backend`).
     """
     if backend in ("onnx", "int8"):
-        import sys
-
         from odqa.readers.onnx_backend import onnx_runtime
 
-        torch = sys.modules.get("torch")  # follow the process's torch threads when it has torch
-        threads = torch.get_num_threads() if torch is not None else None
+        threads = _torch_threads()
         return Runtime(*onnx_runtime(name, quantize=backend == "int8", threads=threads))
+    if backend == "openvino":
+        from odqa.readers.onnx_backend import openvino_runtime
+
+        return Runtime(*openvino_runtime(name, precision=precision, threads=_torch_threads()))
     return _torch_runtime(name, device, precision)
+
+
+def _torch_threads() -> int | None:
+    """The process's torch thread count when torch is already imported (runtimes follow it)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
 
 
 @lru_cache(maxsize=4)
@@ -217,7 +243,7 @@ class ExtractiveReader:
             backend = choose_backend(p, device)
             if backend != "torch" and device != "cpu":
                 raise OdqaError(f"the {backend} reader backend runs on CPU only: use --device cpu")
-            precision = "fp32" if backend != "torch" else resolve_precision(p.precision, device)
+            precision = READER_PRECISION.get(backend, resolve_precision)(p.precision, device)
             try:
                 self._loaded = load_runtime(self.model_name, device, precision, backend)
             except (MissingDependencyError, RuntimeError, OSError):

@@ -126,16 +126,17 @@ def _missing(target: Path) -> None:
     raise FileNotFoundError(f"{target} is missing: the reader export is incomplete")
 
 
-def onnx_runtime(name: str, *, quantize: bool, threads: int | None) -> tuple[Any, Forward]:
-    """Reader ``name`` on ONNX Runtime: from the cache, or exported there first (with torch).
+def export_folder(name: str) -> Path:
+    """The cache folder holding reader ``name``'s ONNX export, exported there first (with
+    torch) when missing.
 
     Raises:
         ModelNotAvailableError: when the model has to be exported and cannot be loaded.
-        MissingDependencyError: without onnx / onnxruntime.
+        MissingDependencyError: without onnx.
     """
     folder = cache_folder(name)
     if folder is not None and (folder / RECORD).is_file():
-        return load_exported(folder, quantize=quantize, threads=threads)
+        return folder
     from odqa.readers.extractive import load_qa_model
 
     model, tokenizer = load_qa_model(name, "cpu", "fp32")
@@ -144,4 +145,30 @@ def onnx_runtime(name: str, *, quantize: bool, threads: int | None) -> tuple[Any
     )
     if not (folder / RECORD).is_file():
         export_reader(model, tokenizer, folder)
-    return load_exported(folder, quantize=quantize, threads=threads)
+    return folder
+
+
+def onnx_runtime(name: str, *, quantize: bool, threads: int | None) -> tuple[Any, Forward]:
+    """Reader ``name`` on ONNX Runtime: from the cache, or exported there first (with torch).
+
+    Raises:
+        ModelNotAvailableError: when the model has to be exported and cannot be loaded.
+        MissingDependencyError: without onnx / onnxruntime.
+    """
+    return load_exported(export_folder(name), quantize=quantize, threads=threads)
+
+
+@lru_cache(maxsize=4)
+def openvino_runtime(name: str, *, precision: str, threads: int | None) -> tuple[Any, Forward]:
+    """Reader ``name``'s ONNX export compiled by OpenVINO (``precision`` ``fp32`` or ``bf16``);
+    tokenizers + OpenVINO only once exported."""
+    from odqa.runtime.openvino import OpenVinoModel
+
+    folder = export_folder(name)
+    model = OpenVinoModel(folder / onnx.MODEL_FILE, precision, threads)
+
+    def forward(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        start, end = model(batch)
+        return start, end
+
+    return FastTokenizer.load(folder), forward

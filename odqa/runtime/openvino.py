@@ -41,8 +41,9 @@ def resolve_precision(precision: str) -> str:
 
 
 class OpenVinoModel:
-    """An ONNX file compiled by OpenVINO for the CPU: a dict of input arrays in, the first
-    output out (float32). ``precision`` is ``fp32`` or ``bf16``."""
+    """An ONNX file compiled by OpenVINO for the CPU: a dict of input arrays in, the list of
+    outputs out (float32), as :class:`odqa.runtime.onnx.OnnxModel`. ``precision`` is ``fp32`` or
+    ``bf16``."""
 
     def __init__(self, path: Path, precision: str, threads: int | None = None) -> None:
         if not available():
@@ -61,6 +62,6 @@ class OpenVinoModel:
         self._names = [port.get_any_name() for port in compiled.inputs]
         self._request = compiled.create_infer_request()
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+    def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         results = self._request.infer({name: batch[name] for name in self._names})
-        return np.asarray(results.to_tuple()[0], dtype=np.float32)
+        return [np.asarray(out, dtype=np.float32) for out in results.to_tuple()]

@@ -13,6 +13,7 @@ import pytest
 
 from odqa import load_index
 from odqa.answering.open_book import answer_open_book
+from odqa.errors import OdqaError
 from odqa.readers import onnx_backend
 from odqa.readers.extractive import DEFAULT_READER, ExtractiveReader, ReaderParams
 from odqa.runtime.fast_tokenizer import FastTokenizer
@@ -66,6 +67,22 @@ def test_onnx_reader_gives_the_torch_answers(sample_index_dir: Path, tiny_qa_mod
     reader.warm_up()
     assert isinstance(reader._loaded.tokenizer, FastTokenizer)
     assert onnx_backend.is_exported(str(tiny_qa_model))
+
+
+def test_openvino_reader_gives_the_torch_answers(
+    sample_index_dir: Path, tiny_qa_model: Path
+) -> None:
+    index = load_index(sample_index_dir)
+    expected = answers(index, str(tiny_qa_model), backend="torch", precision="fp32")
+    assert answers(index, str(tiny_qa_model), backend="openvino", precision="fp32") == expected
+    bf16 = answers(index, str(tiny_qa_model), backend="openvino", precision="bf16")
+    assert sum(a[0] == b[0] for a, b in zip(bf16, expected)) >= len(QUESTIONS) - 1
+    reader = ExtractiveReader(str(tiny_qa_model), ReaderParams(device="cpu", backend="openvino"))
+    reader.warm_up()
+    assert isinstance(reader._loaded.tokenizer, FastTokenizer)
+    with pytest.raises(OdqaError, match="fp32 or bf16"):
+        ExtractiveReader(str(tiny_qa_model),
+                         ReaderParams(device="cpu", backend="openvino", precision="fp16")).warm_up()
 
 
 def test_delta_folder_is_exported_with_its_base(

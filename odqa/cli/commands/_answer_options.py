@@ -38,7 +38,7 @@ PhraseSparsePassagesOption = _option(int, "Phrase mode: BM25 top passages whose 
                                      "the candidates.", min=0)
 DeviceOption = _option(Device, "Model device: auto, cpu or cuda.")
 BackendOption = _option(ReaderBackend, "Extractive reader runtime: auto (onnx on CPU, else "
-                        "torch), torch, onnx, int8.")
+                        "torch), torch, onnx, int8, openvino (bf16 on AMX/AVX512-BF16 CPUs).")
 PrecisionOption = _option(Precision, "Extractive reader precision (torch): auto = fp16 on CUDA, "
                           "bf16 on CPUs with AMX or AVX512-BF16, else fp32.")
 NumBeamsOption = _option(int, "Generation: beams.", min=1)

@@ -25,6 +25,7 @@ class ReaderBackend(str, Enum):
     torch = "torch"
     onnx = "onnx"
     int8 = "int8"
+    openvino = "openvino"
 
 
 class Precision(str, Enum):
