@@ -106,7 +106,15 @@ class QuerySideTrainTask:
         from odqa.runtime.hub import load_pretrained, quiet_transformers
 
         with quiet_transformers():
-            return load_pretrained(AutoModel.from_pretrained, self.spec.path, "base", "--base")
+            model = load_pretrained(AutoModel.from_pretrained, self.spec.path, "base", "--base")
+        width = getattr(model.config, "hidden_size", self.vectors.shape[1])
+        if width != self.vectors.shape[1]:
+            raise OdqaError(
+                f"--base {self.spec.model} gives {width}-dimensional vectors but the passage "
+                f"encoder gives {self.vectors.shape[1]}: start from a model of the same width "
+                "(usually the passage encoder itself)"
+            )
+        return model
 
     def _paragraphs_on(self, device: str) -> Any:
         import torch

@@ -146,3 +146,15 @@ def test_cli_query_side_training_ranks_gold_higher_and_indexes_as_a_pair(tiny_ba
     assert encoders["shared"] is False
     hits = load_index(str(index_out)).search([FACTS[0][2]], k=2, retriever="dense")[0]
     assert len(hits) == 2
+
+
+def test_a_base_of_another_width_is_refused_in_one_line(tiny_base, tmp_path):
+    from tiny_models import save_tiny_bert
+
+    wide = save_tiny_bert(tmp_path / "wide", "BertModel", hidden_size=48, intermediate_size=96)
+    train = squad_json(tmp_path / "train.json")
+    result = run_cli("train", "dense", train, "--out", tmp_path / "q", "--base", wide,
+                     "--passage-encoder", tiny_base, "--precision", "fp32", "--device", "cpu")
+    assert result.exit_code == 1
+    assert "48-dimensional" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "q").exists()
