@@ -158,9 +158,10 @@ def _ortruntime_forward(quantize: bool) -> Callable[..., Forward]:
               threads: int | None) -> Forward:
         backend = "int8" if quantize else "onnx"
         if precision not in ("auto", "fp32"):
+            runs = "torch or openvino" if precision == "bf16" else "torch"
             raise OdqaError(
-                f"--precision {precision} runs with --backend torch or openvino; --backend "
-                f"{backend} is {'int8' if quantize else 'fp32'}"
+                f"--precision {precision} runs with --backend {runs}; --backend {backend} is "
+                f"{'int8' if quantize else 'fp32'}"
             )
         return onnx_forward(spec, threads, quantize, role, flag)
 

@@ -114,6 +114,11 @@ class DualEncoder:
         query_spec = EncoderSpec.from_dict(section["query"])
         runtime = {key: value for key, value in runtime.items() if value is not None}
         runtime.setdefault("backend", section.get("backend", "torch"))
+        if runtime["backend"] == "openvino":
+            from odqa.runtime import openvino
+
+            if not openvino.available():  # built with OpenVINO, searched without it
+                runtime["backend"] = "torch"
         shared = section.get("shared", True)
         passage_spec = EncoderSpec.from_dict(section["passage"])
         include_title = section.get("include_title", True)

@@ -34,7 +34,7 @@ class TextEncoder:
 
     Args:
         spec: model, pooling, normalisation, prefix and max length.
-        backend: ``torch``, ``int8`` or ``onnx``.
+        backend: ``torch``, ``int8``, ``onnx`` or ``openvino`` (see :mod:`odqa.encoders.backends`).
         device: ``auto``, ``cpu`` or ``cuda``; ``int8`` and ``onnx`` run on the CPU.
         batch_size: texts per forward pass.
         threads: CPU threads for ONNX Runtime (None: its default).

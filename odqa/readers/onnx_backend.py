@@ -158,13 +158,17 @@ def onnx_runtime(name: str, *, quantize: bool, threads: int | None) -> tuple[Any
     return load_exported(export_folder(name), quantize=quantize, threads=threads)
 
 
-@lru_cache(maxsize=4)
 def openvino_runtime(name: str, *, precision: str, threads: int | None) -> tuple[Any, Forward]:
     """Reader ``name``'s ONNX export compiled by OpenVINO (``precision`` ``fp32`` or ``bf16``);
     tokenizers + OpenVINO only once exported."""
+    return _openvino_compiled(export_folder(name), precision, threads)
+
+
+@lru_cache(maxsize=4)
+def _openvino_compiled(folder: Path, precision: str, threads: int | None) -> tuple[Any, Forward]:
+    """Once per process and export folder (its name is the model files' fingerprint)."""
     from odqa.runtime.openvino import OpenVinoModel
 
-    folder = export_folder(name)
     model = OpenVinoModel(folder / onnx.MODEL_FILE, precision, threads)
 
     def forward(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

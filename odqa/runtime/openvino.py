@@ -50,15 +50,24 @@ class OpenVinoModel:
             raise OdqaError("--backend openvino needs OpenVINO: pip install openvino")
         import openvino
 
-        self.precision = precision
+        from odqa.runtime import onnx
+
         config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": 1,
         }
+        threads = threads or onnx.DEFAULT_THREADS  # build workers pin one thread each
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        compiled = openvino.Core().compile_model(str(path), "CPU", config)
+        try:
+            compiled = openvino.Core().compile_model(str(path), "CPU", config)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise OdqaError(f"OpenVINO could not compile {path}: {first}") from None
+        # The plugin drops a bf16 hint on CPUs without bf16: record what it runs.
+        ran = compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.precision = "bf16" if "bf" in str(ran).lower() else "fp32"
         self._names = [port.get_any_name() for port in compiled.inputs]
         self._request = compiled.create_infer_request()
 

@@ -36,38 +36,69 @@ KEY = "key.json"
 
 def paragraph_vectors(
     paragraphs: list[tuple[str, str]], passage_encoder: str, scratch: Path,
-    max_length: int | None = None, progress: bool = True,
-) -> np.ndarray:
+    max_length: int | None = None, *, device: str = "auto", precision: str = "auto",
+    progress: bool = True,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Vectors of the (title, text) ``paragraphs`` under the fixed passage encoder, encoded
-    exactly as ``odqa index --encoder passage_encoder`` encodes passages; cached in ``scratch``
-    (reused by ``--resume`` when the paragraphs and encoder are the same)."""
+    exactly as ``odqa index --encoder passage_encoder`` encodes passages, and how they were
+    made (the cache key plus ``precision``, the one they were computed in). Cached in
+    ``scratch`` and reused (also by ``--resume``) only for the same paragraphs, encoder files
+    and settings."""
     from odqa.encoders.dual import DualEncoder
+    from odqa.encoders.spec import inspect_encoder
     from odqa.progress import make_progress
     from odqa.retrieval.dense_options import DenseOptions
+    from odqa.runtime.onnx import fingerprint
     from odqa.types import Passage
 
     digest = hashlib.sha256()
     for title, text in paragraphs:
         digest.update(f"{title}\x1f{text}\x1e".encode())
-    key = {"passage_encoder": passage_encoder, "max_length": max_length,
+    spec = inspect_encoder(passage_encoder).with_location()
+    key = {"passage_encoder": passage_encoder, "files": fingerprint([spec.path]),
+           "max_length": max_length, "device": device, "requested_precision": precision,
            "paragraphs": len(paragraphs), "sha256": digest.hexdigest()}
     cached = scratch / VECTORS
     known = scratch / KEY
-    if cached.is_file() and known.is_file() and json.loads(known.read_text("utf-8")) == key:
-        return np.load(cached, allow_pickle=False)
-    encoder = DualEncoder.from_options(DenseOptions(encoder=passage_encoder,
-                                                    max_length=max_length))
+    if cached.is_file() and known.is_file():
+        stored = json.loads(known.read_text("utf-8"))
+        if {k: v for k, v in stored.items() if k != "precision"} == key:
+            return np.load(cached, allow_pickle=False), stored
+    options = DenseOptions(encoder=passage_encoder, max_length=max_length, device=device,
+                           precision=precision)
+    encoder = DualEncoder.from_options(options)
     passages = [Passage(id=str(i), doc_id=str(i), title=title, text=text)
                 for i, (title, text) in enumerate(paragraphs)]
     with make_progress(progress) as bar:
         task = bar.add_task("encoding paragraphs", total=len(passages), unit="paragraphs")
         vectors = encoder.encode_passages(passages, on_batch=lambda n: bar.advance(task, n))
     scratch.mkdir(parents=True, exist_ok=True)
+    known.unlink(missing_ok=True)  # never a stale key beside new vectors
     tmp = scratch / (VECTORS + ".tmp.npy")
     np.save(tmp, vectors, allow_pickle=False)
     tmp.replace(cached)
-    (scratch / KEY).write_text(json.dumps(key, indent=2) + "\n", encoding="utf-8")
-    return vectors
+    info = {**key, "precision": encoder.passage.runtime_precision}
+    known.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return vectors, info
+
+
+def check_width(base: str, passage_encoder: str) -> None:
+    """Refuse, before any encoding, a ``--base`` whose hidden width differs from the passage
+    encoder's (its vectors could not be compared)."""
+    from transformers import AutoConfig
+
+    from odqa.encoders.spec import inspect_encoder
+
+    widths = {}
+    for flag, name in (("--base", base), ("--passage-encoder", passage_encoder)):
+        config = AutoConfig.from_pretrained(inspect_encoder(name).with_location().path)
+        widths[flag] = getattr(config, "hidden_size", None)
+    if None not in widths.values() and widths["--base"] != widths["--passage-encoder"]:
+        raise OdqaError(
+            f"--base {base} gives {widths['--base']}-dimensional vectors but the passage "
+            f"encoder gives {widths['--passage-encoder']}: start from a model of the same width "
+            "(usually the passage encoder itself)"
+        )
 
 
 class QuerySideTrainTask:

@@ -17,7 +17,7 @@ from odqa.training.dense import (
     DenseTrainTask,
     save_sentence_transformers,
 )
-from odqa.training.dense_query import QuerySideTrainTask, paragraph_vectors
+from odqa.training.dense_query import QuerySideTrainTask, check_width, paragraph_vectors
 from odqa.training.loop import LoopConfig, train
 from odqa.training.negatives import bm25_negatives, paragraph_table
 from odqa.training.output import (
@@ -74,10 +74,14 @@ def train_dense(
     with quiet_transformers():
         tokenizer = load_pretrained(AutoTokenizer.from_pretrained, spec.path, "base", "--base")
     task: DenseTrainTask | QuerySideTrainTask
+    vectors_info = None
     if params.passage_encoder:
-        vectors = paragraph_vectors(paragraphs, params.passage_encoder,
-                                    scratch_folder(checkpoint_dir, "passages"),
-                                    params.max_passage_length, progress)
+        check_width(params.base, params.passage_encoder)
+        vectors, vectors_info = paragraph_vectors(
+            paragraphs, params.passage_encoder, scratch_folder(checkpoint_dir, "passages"),
+            params.max_passage_length, device=config.device, precision=config.precision,
+            progress=progress,
+        )
         task = QuerySideTrainTask(examples, params, spec, tokenizer, paragraphs=paragraphs,
                                   positive=positive, vectors=vectors)
     else:
@@ -97,6 +101,7 @@ def train_dense(
         "examples": len(examples),
         "paragraphs": len(paragraphs),
         "hard_negatives": None if negatives is None else int((negatives >= 0).sum()),
+        "passage_vectors": vectors_info,
         "encoder": {k: v for k, v in spec.to_dict().items() if k != "path"},
         "params": asdict(params),
         "loop": asdict(config),

@@ -200,8 +200,15 @@ def test_openvino_backend_matches_torch_in_fp32_and_stays_close_in_bf16(
     np.testing.assert_allclose(fp32.encode(TEXTS), expected, atol=1e-4)
     assert fp32.runtime_precision == "fp32"
     bf16 = TextEncoder(spec, backend="openvino", threads=1, precision="bf16")
-    assert cosine(bf16.encode(TEXTS), expected).min() > 0.99
-    assert bf16.runtime_precision == "bf16"
+    got = bf16.encode(TEXTS)
+    assert cosine(got, expected).min() > 0.99
+    # The manifest gets what OpenVINO runs: bf16 where the CPU has it (it then differs from
+    # fp32), else fp32 (it then equals fp32).
+    if bf16.runtime_precision == "bf16":
+        assert not np.allclose(got, expected, atol=1e-6)
+    else:
+        assert bf16.runtime_precision == "fp32"
+        np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
 def test_openvino_precision_and_missing_package(

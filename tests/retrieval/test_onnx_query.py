@@ -257,7 +257,8 @@ def test_cli_index_with_the_openvino_backend(tmp_path: Path, encoder_dir: Path) 
     assert done.exit_code == 0, done.output
     index = load_index(tmp_path / "ov")
     section = index.manifest.section("dense")
-    assert section["precision"] == "bf16" and section["encoder"]["backend"] == "openvino"
+    # What OpenVINO runs: bf16 on CPUs with it (the plugin drops the request elsewhere).
+    assert section["precision"] in ("bf16", "fp32") and section["encoder"]["backend"] == "openvino"
     assert section["query_onnx"]["backend"] == "onnx"  # queries run on ONNX Runtime, fp32
     reference = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "fp32"),
                                          "--precision", "fp32"])
@@ -269,6 +270,25 @@ def test_cli_index_with_the_openvino_backend(tmp_path: Path, encoder_dir: Path) 
                                    "openvino", "--precision", "fp16"])
     assert bad.exit_code == 1 and "fp32 or bf16" in bad.output
     assert not (tmp_path / "bad" / "manifest.json").exists()
+
+
+def test_openvino_index_without_its_query_export_searches_without_openvino(
+    tmp_path: Path, index_dir: Path, encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from odqa.runtime import openvino
+
+    options = DenseOptions(encoder=str(encoder_dir), device="cpu", backend="openvino")
+    section = json.loads(json.dumps(build_dense(tmp_path, load_index(index_dir).passages,
+                                                options)))
+    expected = DenseRetriever.load(tmp_path, section).search_ids(QUERIES, 3)
+    shutil.rmtree(tmp_path / EXPORT_DIR)
+    monkeypatch.setattr(openvino, "available", lambda: False)
+    retriever = DenseRetriever.load(tmp_path, section)
+    assert retriever.encoder.query.backend == "torch"
+    got = retriever.search_ids(QUERIES, 3)
+    assert [ids.tolist() for ids, _ in got] == [ids.tolist() for ids, _ in expected]
 
 
 @pytest.mark.slow

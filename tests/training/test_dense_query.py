@@ -60,7 +60,7 @@ def make_task(base: Path, train: Path, scratch: Path) -> QuerySideTrainTask:
     examples, _ = load_qa_examples([train])
     paragraphs, ids = paragraph_table(examples)
     positive = np.array([ids[(e.title, e.context)] for e in examples])
-    vectors = paragraph_vectors(paragraphs, str(base), scratch, progress=False)
+    vectors, _ = paragraph_vectors(paragraphs, str(base), scratch, progress=False)
     return QuerySideTrainTask(examples, DenseTrainParams(base=str(base)),
                               inspect_encoder(str(base)),
                               AutoTokenizer.from_pretrained(str(base)),
@@ -86,7 +86,8 @@ def test_paragraph_vectors_match_the_index_and_are_cached(tiny_base, tmp_path):
     examples, _ = load_qa_examples([train])
     paragraphs, _ = paragraph_table(examples)
     scratch = tmp_path / "scratch"
-    vectors = paragraph_vectors(paragraphs, str(tiny_base), scratch, progress=False)
+    vectors, info = paragraph_vectors(paragraphs, str(tiny_base), scratch, progress=False)
+    assert info["precision"] == "fp32" and info["passage_encoder"] == str(tiny_base)
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"id": str(i), "title": t, "text": x}) + "\n"
                               for i, (t, x) in enumerate(paragraphs)), encoding="utf-8")
@@ -98,10 +99,29 @@ def test_paragraph_vectors_match_the_index_and_are_cached(tiny_base, tmp_path):
     stored = faiss.read_index(str(tmp_path / "index" / "dense" / "index.faiss"))
     assert np.allclose(stored.reconstruct_n(0, stored.ntotal), vectors, atol=1e-5)
     stamp = (scratch / "vectors.npy").stat().st_mtime_ns
-    again = paragraph_vectors(paragraphs, str(tiny_base), scratch, progress=False)
+    again, _ = paragraph_vectors(paragraphs, str(tiny_base), scratch, progress=False)
     assert np.array_equal(again, vectors) and (scratch / "vectors.npy").stat().st_mtime_ns == stamp
-    fewer = paragraph_vectors(paragraphs[:3], str(tiny_base), scratch, progress=False)
+    fewer, _ = paragraph_vectors(paragraphs[:3], str(tiny_base), scratch, progress=False)
     assert fewer.shape[0] == 3 and np.allclose(fewer, vectors[:3], atol=1e-5)
+
+
+def test_paragraph_vectors_are_encoded_again_when_the_encoder_files_change(tiny_base, tmp_path):
+    import shutil
+
+    encoder = tmp_path / "encoder"
+    shutil.copytree(tiny_base, encoder)
+    train = squad_json(tmp_path / "train.json")
+    examples, _ = load_qa_examples([train])
+    paragraphs, _ = paragraph_table(examples)
+    scratch = tmp_path / "scratch"
+    first, _ = paragraph_vectors(paragraphs, str(encoder), scratch, progress=False)
+    stamp = (scratch / "vectors.npy").stat().st_mtime_ns
+    from tiny_models import save_tiny_bert
+
+    save_tiny_bert(encoder, "BertModel", seed=11)  # retrained in place: same path, new weights
+    second, _ = paragraph_vectors(paragraphs, str(encoder), scratch, progress=False)
+    assert (scratch / "vectors.npy").stat().st_mtime_ns != stamp
+    assert not np.allclose(first, second, atol=1e-4)
 
 
 def gold_ranks(task: QuerySideTrainTask, model) -> np.ndarray:
@@ -123,13 +143,15 @@ def test_cli_query_side_training_ranks_gold_higher_and_indexes_as_a_pair(tiny_ba
 
     train = squad_json(tmp_path / "train.json")
     out = tmp_path / "question-encoder"
-    result = run_cli("train", "dense", train, "--out", out, "--base", tiny_base,
+    result = run_cli("train", "dense", train, "--out", out,  # --base: the passage encoder
                      "--passage-encoder", tiny_base, "--epochs", "8", "--batch-size", "3",
                      "--lr", "3e-3", "--warmup", "0", "--precision", "fp32", "--device", "cpu")
     assert result.exit_code == 0, result.output
     record = json.loads((out / "odqa_training.json").read_text())
     assert record["mode"] == "query-side" and record["finished"]
-    assert record["params"]["passage_encoder"] == str(tiny_base)
+    assert record["params"]["passage_encoder"] == record["params"]["base"] == str(tiny_base)
+    assert record["params"]["hard_negatives"] is False and record["hard_negatives"] is None
+    assert record["passage_vectors"]["precision"] == "fp32"
     assert not (tmp_path / "question-encoder.train-state-passages").exists()
 
     task = make_task(tiny_base, train, tmp_path / "scratch")
@@ -158,3 +180,4 @@ def test_a_base_of_another_width_is_refused_in_one_line(tiny_base, tmp_path):
     assert result.exit_code == 1
     assert "48-dimensional" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "q").exists()
+    assert not (tmp_path / "q.train-state-passages").exists()  # refused before encoding

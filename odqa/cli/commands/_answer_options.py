@@ -39,8 +39,8 @@ PhraseSparsePassagesOption = _option(int, "Phrase mode: BM25 top passages whose 
 DeviceOption = _option(Device, "Model device: auto, cpu or cuda.")
 BackendOption = _option(ReaderBackend, "Extractive reader runtime: auto (onnx on CPU, else "
                         "torch), torch, onnx, int8, openvino (bf16 on AMX/AVX512-BF16 CPUs).")
-PrecisionOption = _option(Precision, "Extractive reader precision (torch): auto = fp16 on CUDA, "
-                          "bf16 on CPUs with AMX or AVX512-BF16, else fp32.")
+PrecisionOption = _option(Precision, "Extractive reader precision (torch, openvino): auto = "
+                          "fp16 on CUDA, bf16 on CPUs with AMX or AVX512-BF16, else fp32.")
 NumBeamsOption = _option(int, "Generation: beams.", min=1)
 MaxNewTokensOption = _option(int, "Generation: answer tokens.", min=1)
 PrefixOption = _option(str, "Closed-book: text put before each question.")

@@ -220,8 +220,8 @@ def index_command(
     precision: Annotated[
         Precision,
         typer.Option(
-            help="Encoder precision (torch): auto = fp16 on CUDA, bf16 on CPUs with AMX or "
-                 "AVX512-BF16.",
+            help="Encoder precision (torch, openvino): auto = fp16 on CUDA, bf16 on CPUs with "
+                 "AMX or AVX512-BF16.",
             rich_help_panel="Dense",
         ),
     ] = Precision.auto,

@@ -168,9 +168,11 @@ def dense_command(
         list[Path], typer.Argument(help="SQuAD JSON or JSON lines (question, context) files.")
     ],
     out: Annotated[Path, typer.Option(help="Folder for the trained encoder.")],
-    base: Annotated[str, typer.Option(help="Encoder to start from (hub id or folder).")] = (
-        "sentence-transformers/all-MiniLM-L6-v2"
-    ),
+    base: Annotated[
+        str | None,
+        typer.Option(help="Encoder to start from (hub id or folder); default "
+                     "all-MiniLM-L6-v2, or the --passage-encoder when one is given."),
+    ] = None,
     epochs: Epochs = 1,
     lr: Lr = 2e-5,
     batch_size: BatchSize = 32,
@@ -212,9 +214,11 @@ def dense_command(
         config = LoopConfig(
             **loop_options(locals()), device=device.value, precision=precision.value
         )
-        params = DenseTrainParams(base=base, temperature=temperature,
-                                  hard_negatives=hard_negatives, bm25_depth=bm25_depth,
-                                  passage_encoder=passage_encoder)
+        # Query-side training scores every paragraph: no BM25 negatives to add.
+        params = DenseTrainParams(base=base or passage_encoder or DenseTrainParams.base,
+                                  temperature=temperature,
+                                  hard_negatives=hard_negatives and not passage_encoder,
+                                  bm25_depth=bm25_depth, passage_encoder=passage_encoder)
         checkpoint = checkpoint_dir or out.with_name(out.name + ".train-state")
         record = train_dense(
             train_files, out, params, config, max_examples=max_examples,
