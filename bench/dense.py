@@ -59,8 +59,9 @@ def read_questions(limit: int | None, seed: int = 0) -> list[dict]:
     return rows
 
 
-def peer_runners(texts: list[str], batch_size: int) -> dict:
-    """sentence-transformers in each CPU configuration it documents (ONNX ones need optimum)."""
+def peer_runners(texts: list[str], batch_sizes: list[int]) -> dict:
+    """sentence-transformers in each CPU configuration it documents (ONNX ones need optimum),
+    each loaded once and run at every batch size (keys ``"name @ batch"``)."""
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -69,17 +70,17 @@ def peer_runners(texts: list[str], batch_size: int) -> dict:
     path = resolve_model(DEFAULT_DENSE_ENCODER)
     model = SentenceTransformer(path, device="cpu")
 
-    def bf16():
+    def bf16(batch_size: int):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return model.encode(texts, batch_size=batch_size)
 
-    runners = {
-        "s-t torch fp32": lambda: model.encode(texts, batch_size=batch_size),
+    configurations = {
+        "s-t torch fp32": lambda batch_size: model.encode(texts, batch_size=batch_size),
         "s-t torch bf16 autocast": bf16,
     }
     try:
         onnx_model = SentenceTransformer(path, device="cpu", backend="onnx")
-        runners["s-t onnx"] = lambda: onnx_model.encode(texts, batch_size=batch_size)
+        configurations["s-t onnx"] = lambda b: onnx_model.encode(texts, batch_size=b)
         from sentence_transformers import export_dynamic_quantized_onnx_model
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -89,10 +90,14 @@ def peer_runners(texts: list[str], batch_size: int) -> dict:
                 tmp, device="cpu", backend="onnx",
                 model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"},
             )  # fmt: skip
-        runners["s-t onnx int8"] = lambda: quantized.encode(texts, batch_size=batch_size)
+        configurations["s-t onnx int8"] = lambda b: quantized.encode(texts, batch_size=b)
     except Exception as exc:  # optimum missing or an export failure: say so, keep the rest
         print(f"  (sentence-transformers ONNX configurations skipped: {str(exc)[:120]})")
-    return runners
+    return {
+        f"{name} @ {batch_size}": (lambda run=run, b=batch_size: run(b))
+        for name, run in configurations.items()
+        for batch_size in batch_sizes
+    }
 
 
 def time_encoders(texts: list[str], threads: int, batch_sizes: list[int], rounds: int) -> dict:
@@ -104,10 +109,8 @@ def time_encoders(texts: list[str], threads: int, batch_sizes: list[int], rounds
 
     torch.set_num_threads(threads)
     spec = inspect_encoder(DEFAULT_DENSE_ENCODER)
-    runners = {}
+    runners = peer_runners(texts, batch_sizes)
     for batch_size in batch_sizes:
-        for name, run in peer_runners(texts, batch_size).items():
-            runners[f"{name} @ {batch_size}"] = run
         for name, (backend, precision) in ODQA_CONFIGS.items():
             encoder = TextEncoder(
                 spec, backend=backend, device="cpu", batch_size=batch_size, threads=threads,

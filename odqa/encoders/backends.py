@@ -153,7 +153,7 @@ def session_forward(path: Path, threads: int | None = None) -> Forward:
     return forward
 
 
-def _ortruntime_forward(quantize: bool) -> Callable[..., Forward]:
+def _onnx_runtime_forward(quantize: bool) -> Callable[..., Forward]:
     def build(spec: EncoderSpec, device: str, role: str, flag: str, precision: str,
               threads: int | None) -> Forward:
         backend = "int8" if quantize else "onnx"
@@ -175,8 +175,7 @@ def openvino_forward(spec: EncoderSpec, device: str, role: str, flag: str, preci
     from odqa.runtime import openvino
 
     resolved = openvino.resolve_precision(precision)
-    if not openvino.available():
-        raise OdqaError("--backend openvino needs OpenVINO: pip install openvino")
+    openvino.require()  # before a possibly long export
 
     def export(target: Path) -> None:
         export_pooled(pooled_module(load_model(spec, role, flag), spec), target)
@@ -203,8 +202,8 @@ def _torch_forward(spec: EncoderSpec, device: str, role: str, flag: str, precisi
 
 FORWARDS: dict[str, Callable[..., Forward]] = {
     "torch": _torch_forward,
-    "onnx": _ortruntime_forward(quantize=False),
-    "int8": _ortruntime_forward(quantize=True),
+    "onnx": _onnx_runtime_forward(quantize=False),
+    "int8": _onnx_runtime_forward(quantize=True),
     "openvino": openvino_forward,
 }
 """Backend name -> builder of its forward function; every backend but torch runs on the CPU."""

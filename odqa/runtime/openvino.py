@@ -26,18 +26,23 @@ def available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def resolve_precision(precision: str) -> str:
-    """``auto`` is bf16 on CPUs that compute bf16 natively (AMX-BF16, AVX512-BF16), else fp32."""
-    if precision == "auto":
-        from odqa.runtime.hardware import has_native_bf16
+def require() -> None:
+    """Raise a one-line error when OpenVINO is not installed."""
+    if not available():
+        raise OdqaError("--backend openvino needs OpenVINO: pip install openvino")
 
-        return "bf16" if has_native_bf16() else "fp32"
-    if precision not in PRECISION_HINTS:
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` as for every CPU runtime (:func:`odqa.runtime.hardware.resolve_precision`: bf16
+    on CPUs that compute bf16 natively, else fp32); fp32 and bf16 are kept, fp16 refused."""
+    from odqa.runtime.hardware import resolve_precision as cpu_precision
+
+    if precision != "auto" and precision not in PRECISION_HINTS:
         raise OdqaError(
             f"--backend openvino runs fp32 or bf16, not {precision}: use --precision auto, "
             "fp32 or bf16"
         )
-    return precision
+    return cpu_precision(precision, "cpu")
 
 
 class OpenVinoModel:
@@ -46,8 +51,7 @@ class OpenVinoModel:
     ``bf16``."""
 
     def __init__(self, path: Path, precision: str, threads: int | None = None) -> None:
-        if not available():
-            raise OdqaError("--backend openvino needs OpenVINO: pip install openvino")
+        require()
         import openvino
 
         from odqa.runtime import onnx

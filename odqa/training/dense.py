@@ -49,6 +49,16 @@ def passage_input(title: str, text: str) -> str:
     return f"{title}. {text}" if title else text
 
 
+def load_base(spec: Any) -> Any:
+    """The Hugging Face model a dense task trains, loaded from ``spec`` (the ``--base``)."""
+    from transformers import AutoModel
+
+    from odqa.runtime.hub import load_pretrained, quiet_transformers
+
+    with quiet_transformers():
+        return load_pretrained(AutoModel.from_pretrained, spec.path, "base", "--base")
+
+
 def encode_texts(model: Any, tokenizer: Any, spec: Any, texts: list[str], max_length: int,
                  device: str) -> Any:
     """Pooled (and, as ``spec`` says, normalised) vectors of ``texts``, with gradients: the
@@ -95,12 +105,7 @@ class DenseTrainTask:
         return self._passage_lengths[self.positive]
 
     def build_model(self) -> Any:
-        from transformers import AutoModel
-
-        from odqa.runtime.hub import load_pretrained, quiet_transformers
-
-        with quiet_transformers():
-            return load_pretrained(AutoModel.from_pretrained, self.spec.path, "base", "--base")
+        return load_base(self.spec)
 
     def loss(self, model: Any, items: np.ndarray, device: str, autocast: bool) -> Any:
         import torch

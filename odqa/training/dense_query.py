@@ -25,7 +25,7 @@ import numpy as np
 
 from odqa.errors import OdqaError
 from odqa.training.data import QAExample
-from odqa.training.dense import QUERY_MAX_LENGTH, DenseTrainParams
+from odqa.training.dense import QUERY_MAX_LENGTH, DenseTrainParams, load_base
 
 MASK_DEPTH = 32
 """Answer-holding non-gold paragraphs are looked for among this many best-scored ones."""
@@ -132,20 +132,7 @@ class QuerySideTrainTask:
         return self._lengths
 
     def build_model(self) -> Any:
-        from transformers import AutoModel
-
-        from odqa.runtime.hub import load_pretrained, quiet_transformers
-
-        with quiet_transformers():
-            model = load_pretrained(AutoModel.from_pretrained, self.spec.path, "base", "--base")
-        width = getattr(model.config, "hidden_size", self.vectors.shape[1])
-        if width != self.vectors.shape[1]:
-            raise OdqaError(
-                f"--base {self.spec.model} gives {width}-dimensional vectors but the passage "
-                f"encoder gives {self.vectors.shape[1]}: start from a model of the same width "
-                "(usually the passage encoder itself)"
-            )
-        return model
+        return load_base(self.spec)  # its width was checked by check_width before encoding
 
     def _paragraphs_on(self, device: str) -> Any:
         import torch
