@@ -209,7 +209,9 @@ def recall_section(args: argparse.Namespace, tmp: Path) -> dict[str, dict[int, f
     questions = read_questions(args.questions)
     out = tmp / "squad"
     batch_size = args.batch_sizes[0]
-    dense = DenseOptions(device="cpu", batch_size=batch_size, precision="fp32")
+    long_passages = args.long_passages
+    dense = DenseOptions(device="cpu", batch_size=batch_size, precision="fp32",
+                         long_passages=long_passages)
     options = BuildOptions(
         corpus=CorpusOptions(format="squad", passage_words=0),
         retrievers=("bm25", "dense"),
@@ -219,7 +221,8 @@ def recall_section(args: argparse.Namespace, tmp: Path) -> dict[str, dict[int, f
     build_index([SQUAD], out, options)
     index = load_index(str(out))
     print(f"\ncorpus: {len(index.passages):,} SQuAD dev paragraphs; {len(questions):,} questions")
-    print(f"index build (bm25 + dense, torch fp32, flat): {time.perf_counter() - start:.1f} s")
+    print(f"index build (bm25 + dense, torch fp32, flat, long passages: {long_passages}): "
+          f"{time.perf_counter() - start:.1f} s")
     print(f"answer recall (%), top-k:  {''.join(f'{k:>8}' for k in KS)}")
     results = {}
     results["bm25"] = recall(index, index.retriever("bm25"), questions, "bm25")
@@ -228,9 +231,11 @@ def recall_section(args: argparse.Namespace, tmp: Path) -> dict[str, dict[int, f
     linear = index.retriever("hybrid", fusion="linear", alpha=0.5)
     results["linear"] = recall(index, linear, questions, "hybrid linear 0.5")
     for name, variant in (
-        ("bf16", DenseOptions(batch_size=batch_size, precision="bf16")),
-        ("int8", DenseOptions(batch_size=batch_size, backend="int8")),
-        ("openvino", DenseOptions(batch_size=batch_size, backend="openvino", precision="bf16")),
+        ("bf16", DenseOptions(batch_size=batch_size, precision="bf16",
+                              long_passages=long_passages)),
+        ("int8", DenseOptions(batch_size=batch_size, backend="int8", long_passages=long_passages)),
+        ("openvino", DenseOptions(batch_size=batch_size, backend="openvino", precision="bf16",
+                                  long_passages=long_passages)),
     ):
         folder = tmp / f"dense-{name}"
         folder.mkdir()
@@ -252,6 +257,8 @@ def main() -> None:
     parser.add_argument("--batch-size", default="16,32,64", help="comma list, each timed")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-recall", action="store_true", help="encoding speed only")
+    parser.add_argument("--long-passages", choices=("windows", "truncate"), default="windows",
+                        help="recall indexes: paragraphs past the encoder's limit (see odqa index)")
     args = parser.parse_args()
     args.batch_sizes = [int(b) for b in args.batch_size.split(",")]
 

@@ -184,3 +184,48 @@ class DualEncoder:
             return self.passage.encode([p.title for p in passages], texts, on_batch=on_batch)
         joined = [f"{p.title}. {p.text}" if p.title else p.text for p in passages]
         return self.passage.encode(joined, on_batch=on_batch)
+
+    def encode_passage_windows(
+        self, passages: list[Passage], on_batch: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of every window of ``passages`` (:mod:`odqa.encoders.windows`) and, per
+        vector, the row of its passage in ``passages`` (int64, non-decreasing).
+
+        A passage that fits the encoder has one vector, equal to :meth:`encode_passages`'s; a
+        longer one a vector per window. ``on_batch`` is advanced in passages, not windows.
+        """
+        pair = self.include_title and self.passage.spec.kind == "dpr"
+        titles = [p.title if self.include_title else "" for p in passages]
+        heads = titles if pair else [f"{t}. " if t else "" for t in titles]
+        bodies = [p.text for p in passages]
+        spans = self.passage.passage_windows(heads, bodies, pair)
+        owners = np.repeat(np.arange(len(passages), dtype=np.int64), [len(s) for s in spans])
+        if len(owners) == len(passages):  # every passage fits: its one vector, as without windows
+            return self.encode_passages(passages, on_batch), owners
+        windows = [body[a:b] for body, body_spans in zip(bodies, spans, strict=True)
+                   for a, b in body_spans]
+        window_heads = [heads[int(row)] for row in owners]
+        report = _scaled(on_batch, len(passages), len(windows))
+        if pair:
+            return self.passage.encode(window_heads, windows, on_batch=report), owners
+        texts = [head + window for head, window in zip(window_heads, windows, strict=True)]
+        return self.passage.encode(texts, on_batch=report), owners
+
+
+def _scaled(
+    on_batch: Callable[[int], None] | None, passages: int, windows: int
+) -> Callable[[int], None] | None:
+    """``on_batch`` advanced by passages while windows are encoded (whole numbers, summing to
+    ``passages`` once all ``windows`` are done)."""
+    if on_batch is None or passages == windows:
+        return on_batch
+    done = [0, 0]  # windows encoded, passages reported
+
+    def report(count: int) -> None:
+        done[0] += count
+        reached = done[0] * passages // windows
+        if reached > done[1]:
+            on_batch(reached - done[1])
+            done[1] = reached
+
+    return report

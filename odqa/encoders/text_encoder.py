@@ -157,6 +157,27 @@ class TextEncoder:
             return_token_type_ids=True,
         )
 
+    def passage_windows(
+        self, heads: list[str], bodies: list[str], pair: bool
+    ) -> list[list[tuple[int, int]]]:
+        """Character spans of each body's windows (see :func:`odqa.encoders.windows.window_spans`)
+        when encoded after ``heads`` (the title part: one text with the body, or the first
+        segment of a ``pair``) within ``spec.max_length`` tokens."""
+        from odqa.encoders.windows import window_spans
+
+        self.warm_up()
+        tokenizer = self._runtime.tokenizer
+        # Truncating at a length no text reaches keeps transformers from warning about
+        # sequences longer than the model's limit: these token lists are only measured.
+        unlimited = {"add_special_tokens": False, "truncation": True, "max_length": 10**9}
+        head_ids = tokenizer([self.spec.prefix + h for h in heads], **unlimited)["input_ids"]
+        offsets = tokenizer(bodies, return_offsets_mapping=True, **unlimited)["offset_mapping"]
+        room = self.spec.max_length - tokenizer.num_special_tokens_to_add(pair=pair)
+        return [
+            window_spans(spans, body, room - len(head))
+            for head, spans, body in zip(head_ids, offsets, bodies, strict=True)
+        ]
+
     def _prepare(self, text: str) -> str:
         text = text.strip()
         return text.lower() if self.spec.lowercase else text

@@ -128,20 +128,28 @@ def check_bm25(folder: Path, section: dict[str, Any], count: int) -> list[str]:
 def check_dense(folder: Path, section: dict[str, Any], count: int) -> list[str]:
     """The FAISS index's vector count and dimension (and the refine vectors when kept)."""
     from odqa.retrieval import faiss_index
+    from odqa.retrieval.dense import load_owners
 
     path = folder / section["faiss"]["file"]
     index = faiss_index.read_index(path)
-    if index.ntotal != section["count"] or section["count"] != count:
-        recorded = section["count"]
-        raise _fail(path, f"{index.ntotal} vectors; the manifest says {recorded} of {count}")
+    vectors_count = section["count"]
+    if index.ntotal != vectors_count:
+        raise _fail(path, f"{index.ntotal} vectors; the manifest says {vectors_count}")
+    owners = load_owners(folder, section, count)  # its errors name the file
+    if owners is None and vectors_count != count:
+        raise _fail(path, f"{vectors_count} vectors for {count} passages and no "
+                          "owners.npy saying whose they are")
     if index.d != section["dimension"]:
         raise _fail(path, f"dimension {index.d}, the manifest says {section['dimension']}")
     done = [f"dense/{path.name}: {index.ntotal:,} vectors of dimension {index.d}"]
+    if owners is not None:
+        done.append(f"dense/{section['windows']['owners']}: {count:,} passages in "
+                    f"{vectors_count:,} windows")
     if section.get("search", {}).get("refine"):
         from odqa.retrieval.dense import VECTORS_FILE
 
         vectors = _load(folder / VECTORS_FILE)
-        if vectors.shape != (count, index.d) or vectors.dtype != np.float32:
+        if vectors.shape != (vectors_count, index.d) or vectors.dtype != np.float32:
             raise _fail(folder / VECTORS_FILE, f"shape {vectors.shape} of {vectors.dtype}")
-        done.append(f"dense/{VECTORS_FILE}: {count:,} x {index.d} float32")
+        done.append(f"dense/{VECTORS_FILE}: {vectors_count:,} x {index.d} float32")
     return done

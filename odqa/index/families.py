@@ -282,6 +282,9 @@ class DenseFamily:
 
     def summary_rows(self, section: dict[str, Any]) -> list[tuple[str, str]]:
         vectors = f"{section['count']:,} x {section['dimension']} ({section['faiss']['kind']})"
+        windows = section.get("windows")
+        if windows:
+            vectors += f", {windows['passages_split']:,} long passages in windows"
         return [("dense encoder", section["encoder"]["passage"]["model"]),
                 ("dense vectors", vectors)]
 

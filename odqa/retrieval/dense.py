@@ -4,12 +4,16 @@ search with queries encoded exactly as the manifest records.
 Layout of ``<index>/dense``::
 
     index.faiss      the FAISS index (inner product)
+    owners.npy       int64 passage of every vector, only when long passages were split into
+                     windows (:mod:`odqa.encoders.windows`; format 2): a passage scores its
+                     best window
     vectors.npy      exact float32 vectors, only for IVF-PQ re-ranking (read memory-mapped)
     query_onnx/      the query encoder in ONNX + tokenizer.json: queries are encoded without
                      torch (see :mod:`odqa.encoders.query_export`)
 
-While building, ``chunks/NNNNN.npy`` and ``build.json`` hold the encoded chunks and the settings
-they were made with; a resumed build keeps the chunks only when those settings match.
+While building, ``chunks/NNNNN.npy`` (with ``NNNNN.owners.npy``, each vector's passage) and
+``build.json`` hold the encoded chunks and the settings they were made with; a resumed build
+keeps the chunks only when those settings match.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from odqa.encoders.windows import OVERLAP, best_window_per_passage
 from odqa.errors import IndexLoadError, OdqaError
 from odqa.retrieval import faiss_index
 from odqa.retrieval.dense_options import DenseOptions
@@ -35,7 +40,11 @@ if TYPE_CHECKING:
     from odqa.progress import ProgressDisplay
 
 DENSE_FORMAT = 1
+WINDOWS_FORMAT = 2
+"""The format of an index with ``owners.npy``: a version reading only format 1 would return
+vector numbers as passages, so it must refuse it."""
 INDEX_FILE = "index.faiss"
+OWNERS_FILE = "owners.npy"
 VECTORS_FILE = "vectors.npy"
 STATE_FILE = "build.json"
 CHUNKS = "chunks"
@@ -70,14 +79,38 @@ def _digest(passages: PassageStore) -> str | None:
     return hashlib.sha256(np.ascontiguousarray(offsets).tobytes()).hexdigest()
 
 
-def _valid_chunk(path: Path, rows: int) -> bool:
-    if not path.is_file():
+def _owners_path(chunk: Path) -> Path:
+    return chunk.with_name(chunk.stem + ".owners.npy")
+
+
+def _valid_chunk(path: Path, start: int, stop: int) -> bool:
+    """A complete chunk of passages ``start:stop``: its vectors and their passages agree."""
+    if not path.is_file() or not _owners_path(path).is_file():
         return False
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
+        owners = np.load(_owners_path(path), allow_pickle=False)
     except (OSError, ValueError):
         return False
-    return array.ndim == 2 and array.shape[0] == rows and array.dtype == np.float32
+    return (
+        array.ndim == 2 and array.dtype == np.float32 and owners.shape == (array.shape[0],)
+        and owners.dtype == np.int64 and _covers(owners, start, stop)
+    )
+
+
+def _covers(owners: np.ndarray, start: int, stop: int) -> bool:
+    """``owners`` runs through every passage ``start..stop-1`` in order."""
+    if len(owners) == 0:
+        return start == stop
+    steps = np.diff(owners)
+    ordered = np.all((steps == 0) | (steps == 1))
+    return bool(owners[0] == start and owners[-1] == stop - 1 and ordered)
+
+
+def _save_atomic(target: Path, array: np.ndarray) -> None:
+    partial = target.with_name(target.stem + ".partial.npy")
+    np.save(partial, array, allow_pickle=False)
+    partial.replace(target)
 
 
 @functools.lru_cache(maxsize=1)
@@ -98,19 +131,24 @@ def encode_range(
     advance: Any = None,
 ) -> int:
     """Work unit: encode passages ``start:stop`` of the store at ``store_folder`` into the
-    float32 ``.npy`` file ``target`` (written atomically); return the number of passages."""
+    float32 ``.npy`` file ``target`` and each vector's passage into ``NNNNN.owners.npy`` (one
+    vector per passage, or per window with ``long_passages="windows"``; both written
+    atomically, the vectors last); return the number of passages."""
     from odqa.index.passages import PassageStore
 
     store = PassageStore(store_folder)
     try:
-        vectors = cached_encoder(options).encode_passages(
-            store.get_many(list(range(start, stop))), advance
-        )
+        batch = store.get_many(list(range(start, stop)))
+        encoder = cached_encoder(options)
+        if options.long_passages == "windows":
+            vectors, owners = encoder.encode_passage_windows(batch, advance)
+        else:
+            vectors = encoder.encode_passages(batch, advance)
+            owners = np.arange(len(batch), dtype=np.int64)
     finally:
         store.close()
-    partial = target.with_name(target.stem + ".partial.npy")
-    np.save(partial, vectors.astype(np.float32, copy=False), allow_pickle=False)
-    partial.replace(target)
+    _save_atomic(_owners_path(target), owners + start)
+    _save_atomic(target, vectors.astype(np.float32, copy=False))
     return stop - start
 
 
@@ -128,7 +166,7 @@ def encode_chunks(
     ranges = passage_ranges(len(passages), options.chunk_size)
     paths = [_chunk_path(dense_dir, number) for number in range(len(ranges))]
     for path, (start, stop) in zip(paths, ranges, strict=True):
-        if path.exists() and not _valid_chunk(path, stop - start):
+        if path.exists() and not _valid_chunk(path, start, stop):
             path.unlink()
     units = [
         WorkUnit(encode_range, (passages.folder, start, stop, options, path), path,
@@ -193,31 +231,34 @@ def build_dense(
     _prepare_chunks(dense_dir, state, resume)
     paths = encode_chunks(dense_dir, passages, options, progress, executor)
     dimension = int(np.load(paths[0], mmap_mode="r").shape[1])
-    params = faiss_index.resolve_params(
-        options.faiss, len(passages), dimension, **options.to_dict()
-    )
+    owners = np.concatenate([np.load(_owners_path(p), allow_pickle=False) for p in paths])
+    count = len(owners)
+    params = faiss_index.resolve_params(options.faiss, count, dimension, **options.to_dict())
     task = None
     if progress is not None:
-        task = progress.add_task(f"faiss {options.faiss}", total=len(passages), unit="vectors")
+        task = progress.add_task(f"faiss {options.faiss}", total=count, unit="vectors")
     advance = _advancer(progress, task)
     index = faiss_index.build_index(paths, options.faiss, params, advance)
     faiss_index.write_index(index, dense_dir / INDEX_FILE)
     refine = options.refine if options.faiss == "ivfpq" else 0
     if refine or keep_vectors:
         _write_vectors(paths, dense_dir / VECTORS_FILE)
+    windows = _write_owners(dense_dir, owners, len(passages))
     shutil.rmtree(dense_dir / CHUNKS)
     (dense_dir / STATE_FILE).unlink()
     query_onnx = export_query_encoder(
         encoder.query, dense_dir / EXPORT_DIR, quantize=options.backend == "int8"
     )
     return {
-        "format": DENSE_FORMAT,
+        "format": WINDOWS_FORMAT if windows else DENSE_FORMAT,
         "encoder": encoder.describe(),
         "precision": encoder.passage.runtime_precision,
         "query_onnx": query_onnx,
         "dimension": dimension,
         "metric": "inner_product",
-        "count": len(passages),
+        "count": count,
+        "long_passages": options.long_passages,
+        **({"windows": windows} if windows else {}),
         "exact_vectors": bool(refine or keep_vectors),
         "faiss": {"kind": options.faiss, "file": INDEX_FILE, **params},
         "search": _search_defaults(options, refine),
@@ -225,6 +266,42 @@ def build_dense(
                   "chunk_size": options.chunk_size,
                   "faiss_requested": _requested_faiss(options)},
     }
+
+
+def _write_owners(dense_dir: Path, owners: np.ndarray, passages: int) -> dict[str, Any] | None:
+    """Write ``owners.npy`` when some passage has several vectors; return the manifest's
+    ``windows`` record (None when every passage has one vector)."""
+    if len(owners) == passages:
+        (dense_dir / OWNERS_FILE).unlink(missing_ok=True)
+        return None
+    _save_atomic(dense_dir / OWNERS_FILE, owners.astype(np.int64, copy=False))
+    split = int(np.count_nonzero(np.bincount(owners, minlength=passages) > 1))
+    return {"owners": OWNERS_FILE, "passages_split": split, "overlap": OVERLAP}
+
+
+def load_owners(
+    folder: Path, section: dict[str, Any], passages: int | None = None
+) -> np.ndarray | None:
+    """Each vector's passage (memory-mapped), or None for an index of one vector per passage.
+
+    Raises:
+        IndexLoadError: the file is missing, unreadable or does not match the index.
+    """
+    windows = section.get("windows")
+    if not windows:
+        return None
+    path = folder / windows["owners"]
+    try:
+        owners = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise IndexLoadError(f"cannot read {path} ({exc}): rebuild the index") from None
+    if owners.shape != (section["count"],) or owners.dtype != np.int64:
+        raise IndexLoadError(f"{path} holds {owners.shape} {owners.dtype}, expected "
+                             f"{section['count']} int64 passage numbers: rebuild the index")
+    if passages is not None and not _covers(np.asarray(owners), 0, passages):
+        raise IndexLoadError(f"{path} does not run through passages 0..{passages - 1} in "
+                             "order: rebuild the index")
+    return owners
 
 
 FAISS_REQUESTED = {"hnsw": ("hnsw_m", "ef_construction"), "ivfpq": ("nlist", "pq_m", "pq_nbits")}
@@ -245,8 +322,9 @@ def merge_dense(folder: Path, parts: list[Any], progress: ProgressDisplay | None
         OdqaError: shards encoded differently, or a shard without its exact vectors.
     """
     first = parts[0].section
+    same = ("encoder", "build", "search", "long_passages")
     for part in parts:
-        if any(part.section.get(key) != first.get(key) for key in ("encoder", "build", "search")):
+        if any(part.section.get(key) != first.get(key) for key in same):
             raise OdqaError(f"{part.folder}: the shards' dense encoders or options differ: "
                             "rebuild the shards with one command line")
         if not part.section.get("exact_vectors") or not (part.folder / VECTORS_FILE).is_file():
@@ -257,7 +335,14 @@ def merge_dense(folder: Path, parts: list[Any], progress: ProgressDisplay | None
         raise OdqaError(f"{parts[0].folder}: the shard records no FAISS options: rebuild it")
     folder.mkdir(parents=True, exist_ok=True)
     paths = [part.folder / VECTORS_FILE for part in parts]
-    count, dimension = sum(part.passages for part in parts), int(first["dimension"])
+    owners, start = [], 0
+    for part in parts:
+        part_owners = load_owners(part.folder, part.section, part.passages)
+        if part_owners is None:
+            part_owners = np.arange(part.passages, dtype=np.int64)
+        owners.append(np.asarray(part_owners) + start)
+        start += part.passages
+    count, dimension = sum(len(o) for o in owners), int(first["dimension"])
     params = faiss_index.resolve_params(kind, count, dimension, **requested)
     task = None
     if progress is not None:
@@ -267,12 +352,16 @@ def merge_dense(folder: Path, parts: list[Any], progress: ProgressDisplay | None
     refine = int(first["search"].get("refine", 0))
     if refine:
         _write_vectors(paths, folder / VECTORS_FILE)
+    windows = _write_owners(folder, np.concatenate(owners), start)
     from odqa.encoders.query_export import EXPORT_DIR
 
     if (parts[0].folder / EXPORT_DIR).is_dir():
         shutil.copytree(parts[0].folder / EXPORT_DIR, folder / EXPORT_DIR)
+    merged = {key: value for key, value in first.items() if key != "windows"}
     return {
-        **first,
+        **merged,
+        "format": WINDOWS_FORMAT if windows else DENSE_FORMAT,
+        **({"windows": windows} if windows else {}),
         "count": count,
         "exact_vectors": bool(refine),
         "faiss": {"kind": kind, "file": INDEX_FILE, **params},
@@ -293,7 +382,8 @@ class DenseRetriever:
     """Searches a dense index folder; the query encoder loads on the first search.
 
     Build with :meth:`load`; ``search_ids(queries, k)`` returns int64 passage indices and
-    float32 inner products, best first, ties by index.
+    float32 inner products, best first, ties by index. With ``owners`` (each vector's passage,
+    for passages split into windows) a passage scores its best window.
     """
 
     def __init__(
@@ -302,11 +392,14 @@ class DenseRetriever:
         encoder: DualEncoder,
         vectors: np.ndarray | None = None,
         refine: int = 0,
+        owners: np.ndarray | None = None,
     ) -> None:
         self.index = index
         self.encoder = encoder
         self.vectors = vectors
         self.refine = refine
+        self.owners = owners
+        self.passages = int(owners[-1]) + 1 if owners is not None and len(owners) else index.ntotal
         self._last: tuple[tuple[str, ...], np.ndarray] | None = None
 
     @classmethod
@@ -335,10 +428,11 @@ class DenseRetriever:
         from odqa.encoders.query_export import usable_export
 
         folder = Path(folder)
-        if section.get("format") != DENSE_FORMAT:
+        if section.get("format") not in (DENSE_FORMAT, WINDOWS_FORMAT):
             raise IndexLoadError(
                 f"dense index format {section.get('format')!r} in {folder} is not supported "
-                f"(expected {DENSE_FORMAT}): rebuild the index with this version of odqa"
+                f"(expected {DENSE_FORMAT} or {WINDOWS_FORMAT}): rebuild the index with this "
+                "version of odqa"
             )
         index = faiss_index.read_index(folder / section["faiss"]["file"])
         if index.ntotal != section["count"] or index.d != section["dimension"]:
@@ -362,7 +456,7 @@ class DenseRetriever:
         encoder = DualEncoder.from_manifest(
             section["encoder"], export, device=device, batch_size=batch_size, backend=backend
         )
-        return cls(index, encoder, vectors, refine)
+        return cls(index, encoder, vectors, refine, load_owners(folder, section))
 
     def encode(self, queries: list[str]) -> np.ndarray:
         """Query vectors; the last batch is remembered (hybrid and dense share one encoding)."""
@@ -379,4 +473,10 @@ class DenseRetriever:
 
     def search_vectors(self, vectors: np.ndarray, k: int) -> list[RankedIds]:
         """Top ``k`` for already encoded query vectors."""
-        return faiss_index.search(self.index, vectors, k, self.vectors, self.refine)
+        if self.owners is None:
+            return faiss_index.search(self.index, vectors, k, self.vectors, self.refine)
+
+        def windows(queries: np.ndarray, depth: int) -> list[RankedIds]:
+            return faiss_index.search(self.index, queries, depth, self.vectors, self.refine)
+
+        return best_window_per_passage(windows, vectors, self.owners, k, self.passages)

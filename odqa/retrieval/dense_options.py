@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from odqa.encoders.windows import LONG_PASSAGES
 from odqa.errors import OdqaError
 from odqa.runtime.hardware import PRECISIONS
 from odqa.runtime.hub import DEFAULT_DENSE_ENCODER
@@ -40,6 +41,9 @@ class DenseOptions:
         precision: torch and openvino backends: ``auto`` (fp16 on CUDA, bf16 on CPUs with
             AMX-BF16 or AVX512-BF16, else fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA only).
         include_title: encode ``title`` with the text (DPR: ``title [SEP] text``).
+        long_passages: passages longer than ``max_length`` tokens: ``windows`` (default:
+            encoded as overlapping windows, each with the title; a passage scores its best
+            window, see :mod:`odqa.encoders.windows`) or ``truncate`` (only the beginning).
         faiss: ``flat`` (exact), ``hnsw`` or ``ivfpq``.
         hnsw_m / ef_construction / ef_search: HNSW graph degree, build and query beam widths.
         nlist / pq_m / pq_nbits / nprobe: IVF-PQ lists (``None``: about 4 sqrt(n)), sub-quantisers
@@ -61,6 +65,7 @@ class DenseOptions:
     backend: str = "torch"
     precision: str = "auto"
     include_title: bool = True
+    long_passages: str = "windows"
     faiss: str = "flat"
     hnsw_m: int = 32
     ef_construction: int = 200
@@ -74,7 +79,8 @@ class DenseOptions:
 
     def __post_init__(self) -> None:
         choices = {
-            "pooling": POOLINGS, "backend": BACKENDS, "faiss": FAISS_KINDS, "precision": PRECISIONS
+            "pooling": POOLINGS, "backend": BACKENDS, "faiss": FAISS_KINDS, "precision": PRECISIONS,
+            "long_passages": LONG_PASSAGES,
         }  # fmt: skip
         for name, allowed in choices.items():
             value = getattr(self, name)
@@ -102,4 +108,5 @@ class DenseOptions:
     def encoding_dict(self) -> dict[str, Any]:
         """The fields that change passage vectors (a resumed build must match these)."""
         keys = ("encoder", "query_encoder", "pooling", "normalize", "passage_prefix", "max_length")
-        return {key: getattr(self, key) for key in (*keys, "backend", "precision", "include_title")}
+        more = ("backend", "precision", "include_title", "long_passages")
+        return {key: getattr(self, key) for key in (*keys, *more)}

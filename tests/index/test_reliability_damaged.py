@@ -129,7 +129,9 @@ def test_check_passes_on_a_sound_index(index_dir: Path, dense_index: Path) -> No
     assert f"index {index_dir} matches its manifest" in result.stdout
     dense = invoke("info", dense_index, "--check")
     assert dense.exit_code == 0, dense.output
-    assert "67 vectors of dimension" in dense.stdout
+    count = json.loads((dense_index / "manifest.json").read_text())["families"]["dense"]["count"]
+    assert f"{count:,} vectors of dimension" in dense.stdout
+    assert f"dense/owners.npy: 67 passages in {count:,} windows" in dense.stdout
 
 
 def test_the_bm25_file_list_is_the_retrievers(index_dir: Path) -> None:
@@ -176,8 +178,10 @@ def test_check_names_the_first_problem(index_dir: Path, damage: str) -> None:
 def test_check_compares_the_faiss_count(dense_index: Path, tmp_path: Path) -> None:
     copy = tmp_path / "idx"
     shutil.copytree(dense_index, copy)
-    edit_manifest(copy, lambda m: m["families"]["dense"].update(count=66))
-    one_line_error(invoke("info", copy, "--check"), "index.faiss", "67 vectors", "66")
+    count = json.loads((copy / "manifest.json").read_text())["families"]["dense"]["count"]
+    edit_manifest(copy, lambda m: m["families"]["dense"].update(count=count - 1))
+    one_line_error(invoke("info", copy, "--check"), "index.faiss", f"{count} vectors",
+                   str(count - 1))
 
 
 def test_info_without_check_reads_only_the_manifest(index_dir: Path) -> None:

@@ -33,6 +33,11 @@ QUERIES = ["Which NFL team represented the AFC at Super Bowl 50?",
            "Where did the Normans settle?", "who invented the steam engine"]
 CHUNK = 64
 """Passages per dense chunk (work unit): the 2,067 SQuAD dev paragraphs make 33."""
+TRUNCATE = "truncate"
+"""The tiny encoder reads 48 tokens: every paragraph is cut to exactly that many, so batches
+pad alike whatever their make-up and vectors match bit for bit (windows of varied lengths
+would differ in float rounding between batchings; their merge is tested in
+tests/retrieval/test_dense_windows.py)."""
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +48,8 @@ def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def options(encoder: Path) -> BuildOptions:
     return BuildOptions(
         retrievers=("bm25", "dense"), corpus=CorpusOptions(passage_words=0),
-        dense=DenseOptions(encoder=str(encoder), device="cpu", batch_size=16, chunk_size=CHUNK),
+        dense=DenseOptions(encoder=str(encoder), device="cpu", batch_size=16, chunk_size=CHUNK,
+                           long_passages=TRUNCATE),
     )
 
 
@@ -220,7 +226,7 @@ def test_resume_continues_across_executors(
     with pytest.raises(KeyboardInterrupt):
         build_index([squad_dev], out, options(encoder), executor=InProcess())
     monkeypatch.setattr(dense_module, "encode_range", original)
-    kept = sorted((temporary_path(out) / "dense" / "chunks").glob("*.npy"))
+    kept = sorted((temporary_path(out) / "dense" / "chunks").glob("0*[0-9].npy"))
     assert len(kept) == 10
     notices: list[str] = []
     runs = len(cluster.history)
@@ -357,7 +363,7 @@ def test_ivfpq_shards_merge_into_the_one_process_index(
     ivf = BuildOptions(
         retrievers=("dense",), corpus=CorpusOptions(passage_words=0),
         dense=DenseOptions(encoder=str(encoder), device="cpu", batch_size=16, chunk_size=256,
-                           faiss="ivfpq", nprobe=8),
+                           faiss="ivfpq", nprobe=8, long_passages=TRUNCATE),
     )
     whole = build_index([squad_dev], tmp_path / "whole", ivf)
     shards = [tmp_path / f"s{n}" for n in range(2)]

@@ -35,6 +35,11 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
+class LongPassages(str, Enum):
+    windows = "windows"
+    truncate = "truncate"
+
+
 class Pooling(str, Enum):
     cls = "cls"
     mean = "mean"

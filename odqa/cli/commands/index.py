@@ -14,6 +14,7 @@ from odqa.cli.commands._choices import (
     Device,
     ExecutorName,
     FaissKind,
+    LongPassages,
     PhraseIndexKind,
     Pooling,
     Precision,
@@ -58,7 +59,7 @@ def check_name(name: str) -> None:
 BM25_OPTIONS = ("bm25", "k1", "b", "delta", "epsilon", "stopwords", "stemmer")
 DENSE_OPTIONS = (
     "encoder", "query_encoder", "pooling", "normalize", "query_prefix", "passage_prefix",
-    "max_length", "backend", "precision", "faiss",
+    "max_length", "long_passages", "backend", "precision", "faiss",
 )  # fmt: skip
 ENCODING_OPTIONS = ("batch_size", "device", "resume_chunk")
 PHRASE_OPTIONS = ("phrase_encoder", "phrase_index", "phrase_filter_threshold")
@@ -197,6 +198,14 @@ def index_command(
             min=2, help="Tokens per text (default: the model's).", rich_help_panel="Dense"
         ),
     ] = None,
+    long_passages: Annotated[
+        LongPassages,
+        typer.Option(
+            help="Passages longer than --max-length tokens: windows (overlapping windows, each "
+            "with the title; a passage scores its best window) or truncate (the beginning only).",
+            rich_help_panel="Dense",
+        ),
+    ] = LongPassages.windows,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -334,6 +343,7 @@ def index_command(
                 query_prefix=query_prefix,
                 passage_prefix=passage_prefix,
                 max_length=max_length,
+                long_passages=long_passages.value,
                 batch_size=batch_size,
                 device=device.value,
                 backend=backend.value,
