@@ -84,7 +84,8 @@ def best_window_per_passage(
         passages: passages in the index.
 
     Windows are fetched deeper than ``k`` (by the index's windows per passage); a query whose
-    windows cover fewer than ``k`` passages is searched again twice as deep, up to every window.
+    windows cover fewer than ``k`` passages is searched again twice as deep, up to every window,
+    unless the index already returned fewer windows than asked (it has no more for that query).
     """
     total = len(owners)
     k = min(k, passages)
@@ -95,7 +96,8 @@ def best_window_per_passage(
         short = []
         for q, (ids, scores) in zip(pending, search(queries[pending], depth), strict=True):
             result = _distinct(np.asarray(owners[ids], dtype=np.int64), scores, k)
-            if len(result[0]) < k and depth < total:
+            exhausted = len(ids) < depth  # e.g. IVF lists visited hold no more windows
+            if len(result[0]) < k and depth < total and not exhausted:
                 short.append(q)
             results[q] = result
         pending = np.asarray(short, dtype=np.int64)

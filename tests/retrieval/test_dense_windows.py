@@ -275,3 +275,17 @@ def test_damaged_owners_is_a_one_line_error(encoder: Path, tmp_path: Path) -> No
     np.save(tmp_path / "gaps" / "dense" / "owners.npy", np.minimum(owners, 7))  # passage 8 lost
     result = cli("info", tmp_path / "gaps", "--check")
     assert result.exit_code in (1, 2) and "does not run through passages" in result.output
+
+
+def test_a_search_that_runs_out_of_windows_is_not_repeated() -> None:
+    owners = np.repeat(np.arange(4), [40, 1, 1, 1]).astype(np.int64)  # first depth 41 of 43
+    depths: list[int] = []
+
+    def search(rows: np.ndarray, depth: int):  # like IVF with few lists visited: 5 hits at most
+        depths.append(depth)
+        return [(np.arange(5, dtype=np.int64), np.linspace(1, 0, 5, dtype=np.float32))
+                for _ in rows]
+
+    [(ids, scores)] = best_window_per_passage(search, np.zeros((1, 2)), owners, 3, 4)
+    assert scores.tolist() == [1.0]
+    assert ids.tolist() == [0] and len(depths) == 1
