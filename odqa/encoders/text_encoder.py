@@ -173,10 +173,21 @@ class TextEncoder:
         head_ids = tokenizer([self.spec.prefix + h for h in heads], **unlimited)["input_ids"]
         offsets = tokenizer(bodies, return_offsets_mapping=True, **unlimited)["offset_mapping"]
         room = self.spec.max_length - tokenizer.num_special_tokens_to_add(pair=pair)
-        return [
-            window_spans(spans, body, room - len(head))
-            for head, spans, body in zip(head_ids, offsets, bodies, strict=True)
-        ]
+        rooms = [room - len(head) for head in head_ids]
+        windows = [window_spans(o, b, r) for o, b, r in zip(offsets, bodies, rooms, strict=True)]
+        # A window cut out of its text can take a token more than it had there (a byte-level
+        # BPE word without its leading space, a word piece at its start): measure the split
+        # passages' windows again and split any that overflow with that much less room.
+        split = [i for i, spans in enumerate(windows) if len(spans) > 1]
+        cut = [bodies[i][a:b] for i in split for a, b in windows[i][1:]]
+        if not cut:
+            return windows
+        lengths = iter(len(ids) for ids in tokenizer(cut, **unlimited)["input_ids"])
+        for i in split:
+            over = max(next(lengths) for _ in windows[i][1:]) - rooms[i]
+            if over > 0:
+                windows[i] = window_spans(offsets[i], bodies[i], rooms[i] - over)
+        return windows
 
     def _prepare(self, text: str) -> str:
         text = text.strip()

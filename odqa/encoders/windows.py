@@ -89,6 +89,8 @@ def best_window_per_passage(
     """
     total = len(owners)
     k = min(k, passages)
+    if k <= 0:
+        return [(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in queries]
     results: list[RankedIds | None] = [None] * len(queries)
     pending = np.arange(len(queries))
     depth = min(total, math.ceil(k * total / max(passages, 1)) + 8)

@@ -135,7 +135,7 @@ def check_dense(folder: Path, section: dict[str, Any], count: int) -> list[str]:
     vectors_count = section["count"]
     if index.ntotal != vectors_count:
         raise _fail(path, f"{index.ntotal} vectors; the manifest says {vectors_count}")
-    owners = load_owners(folder, section, count)  # its errors name the file
+    owners = load_owners(folder, section, count, full=True)  # its errors name the file
     if owners is None and vectors_count != count:
         raise _fail(path, f"{vectors_count} vectors for {count} passages and no "
                           "owners.npy saying whose they are")

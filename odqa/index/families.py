@@ -267,13 +267,15 @@ class DenseFamily:
         return merge_dense(folder, parts, progress)
 
     def files(self, section: dict[str, Any]) -> list[str]:
-        return [section["faiss"]["file"]]
+        windows = section.get("windows")
+        owners = [windows["owners"]] if isinstance(windows, dict) and "owners" in windows else []
+        return [section["faiss"]["file"], *owners]
 
     def open(self, folder: Path, section: dict[str, Any], passages: int,
              options: dict[str, Any]) -> Retriever:
         from odqa.retrieval.dense import DenseRetriever
 
-        return DenseRetriever.load(folder, section, **options)
+        return DenseRetriever.load(folder, section, passages=passages, **options)
 
     def check(self, folder: Path, section: dict[str, Any], passages: int) -> list[str]:
         from odqa.index.check import check_dense

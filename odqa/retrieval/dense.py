@@ -280,16 +280,26 @@ def _write_owners(dense_dir: Path, owners: np.ndarray, passages: int) -> dict[st
 
 
 def load_owners(
-    folder: Path, section: dict[str, Any], passages: int | None = None
+    folder: Path, section: dict[str, Any], passages: int | None = None, full: bool = False
 ) -> np.ndarray | None:
     """Each vector's passage (memory-mapped), or None for an index of one vector per passage.
 
+    ``passages`` (when given) is checked against the first and last owner; ``full`` reads the
+    whole file to check that it runs through every passage in order (``odqa info --check``).
+
     Raises:
-        IndexLoadError: the file is missing, unreadable or does not match the index.
+        IndexLoadError: the file or its manifest record is missing, unreadable or does not
+            match the index.
     """
     windows = section.get("windows")
     if not windows:
+        if section.get("format") == WINDOWS_FORMAT:
+            raise IndexLoadError(f"{folder}: a dense index of format {WINDOWS_FORMAT} without its "
+                                 "windows record in the manifest: rebuild the index")
         return None
+    if not isinstance(windows, dict) or not isinstance(windows.get("owners"), str):
+        raise IndexLoadError(f"{folder}: the manifest's dense windows record names no owners "
+                             "file: rebuild the index")
     path = folder / windows["owners"]
     try:
         owners = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -298,9 +308,11 @@ def load_owners(
     if owners.shape != (section["count"],) or owners.dtype != np.int64:
         raise IndexLoadError(f"{path} holds {owners.shape} {owners.dtype}, expected "
                              f"{section['count']} int64 passage numbers: rebuild the index")
-    if passages is not None and not _covers(np.asarray(owners), 0, passages):
-        raise IndexLoadError(f"{path} does not run through passages 0..{passages - 1} in "
-                             "order: rebuild the index")
+    if passages is not None:
+        ends = len(owners) > 0 and owners[0] == 0 and owners[-1] == passages - 1
+        if not ends or (full and not _covers(np.asarray(owners), 0, passages)):
+            raise IndexLoadError(f"{path} does not run through passages 0..{passages - 1} in "
+                                 "order: rebuild the index")
     return owners
 
 
@@ -337,7 +349,7 @@ def merge_dense(folder: Path, parts: list[Any], progress: ProgressDisplay | None
     paths = [part.folder / VECTORS_FILE for part in parts]
     owners, start = [], 0
     for part in parts:
-        part_owners = load_owners(part.folder, part.section, part.passages)
+        part_owners = load_owners(part.folder, part.section, part.passages, full=True)
         if part_owners is None:
             part_owners = np.arange(part.passages, dtype=np.int64)
         owners.append(np.asarray(part_owners) + start)
@@ -413,11 +425,13 @@ class DenseRetriever:
         batch_size: int | None = None,
         backend: str | None = None,
         refine: int | None = None,
+        passages: int | None = None,
     ) -> DenseRetriever:
         """Open ``folder`` as described by the manifest ``section`` (index memory-mapped).
 
         Query-time options override the recorded defaults: ``ef_search`` (HNSW), ``nprobe`` and
         ``refine`` (IVF-PQ), ``device``, ``batch_size``, ``backend`` of the query encoder.
+        ``passages``: the index's passage count, checked against ``owners.npy`` when it has one.
         Queries run on the index's ONNX export of the query encoder when it has one (no torch
         import) unless ``backend`` or ``device`` ask for something else.
 
@@ -456,7 +470,7 @@ class DenseRetriever:
         encoder = DualEncoder.from_manifest(
             section["encoder"], export, device=device, batch_size=batch_size, backend=backend
         )
-        return cls(index, encoder, vectors, refine, load_owners(folder, section))
+        return cls(index, encoder, vectors, refine, load_owners(folder, section, passages))
 
     def encode(self, queries: list[str]) -> np.ndarray:
         """Query vectors; the last batch is remembered (hybrid and dense share one encoding)."""

@@ -273,8 +273,24 @@ def test_damaged_owners_is_a_one_line_error(encoder: Path, tmp_path: Path) -> No
     shutil.copytree(out, tmp_path / "gaps")
     owners = np.load(out / "dense" / "owners.npy")
     np.save(tmp_path / "gaps" / "dense" / "owners.npy", np.minimum(owners, 7))  # passage 8 lost
-    result = cli("info", tmp_path / "gaps", "--check")
-    assert result.exit_code in (1, 2) and "does not run through passages" in result.output
+    for args in (("info", tmp_path / "gaps", "--check"),
+                 ("search", "music", "-i", tmp_path / "gaps", "--retriever", "dense")):
+        result = cli(*args)
+        assert result.exit_code in (1, 2) and "does not run through passages" in result.output
+    shutil.copytree(out, tmp_path / "lost")
+    (tmp_path / "lost" / "dense" / "owners.npy").unlink()
+    result = cli("search", "music", "-i", tmp_path / "lost", "--retriever", "bm25")
+    assert result.exit_code in (1, 2) and "owners.npy" in result.output  # the manifest's files
+    for name, change in (("no-record", lambda d: d.pop("windows")),
+                         ("no-file", lambda d: d["windows"].pop("owners"))):
+        shutil.copytree(out, tmp_path / name)
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        change(manifest["families"]["dense"])
+        (tmp_path / name / "manifest.json").write_text(json.dumps(manifest))
+        result = cli("search", "music", "-i", tmp_path / name, "--retriever", "dense")
+        assert result.exit_code in (1, 2), result.output
+        assert "windows record" in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
 
 
 def test_a_search_that_runs_out_of_windows_is_not_repeated() -> None:
@@ -289,3 +305,39 @@ def test_a_search_that_runs_out_of_windows_is_not_repeated() -> None:
     [(ids, scores)] = best_window_per_passage(search, np.zeros((1, 2)), owners, 3, 4)
     assert scores.tolist() == [1.0]
     assert ids.tolist() == [0] and len(depths) == 1
+
+
+class StartHeavyTokenizer:
+    """One token per word, but a word starting with "x" costs two at the very start of a text
+    (as a byte-level BPE word without its leading space can)."""
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        return 2
+
+    def __call__(self, texts, return_offsets_mapping=False, **_):
+        rows, offsets = [], []
+        for text in texts:
+            spans, position = [], 0
+            for word in text.split(" "):
+                if word:
+                    spans.append((position, position + len(word)))
+                position += len(word) + 1
+            heavy = bool(spans) and spans[0][0] == 0 and text.startswith("x")
+            rows.append([0] * (len(spans) + heavy))
+            offsets.append(spans)
+        mapping = {"offset_mapping": offsets} if return_offsets_mapping else {}
+        return {"input_ids": rows, **mapping}
+
+
+def test_a_window_that_grows_when_cut_out_is_split_with_less_room() -> None:
+    from odqa.encoders.spec import EncoderSpec
+    from odqa.encoders.text_encoder import TextEncoder, _Runtime
+
+    tokenizer = StartHeavyTokenizer()
+    encoder = TextEncoder(EncoderSpec("fake", "fake", None, "hf", "mean", False, 2 + 12))
+    encoder._runtime = _Runtime(lambda runtime: setattr(runtime, "tokenizer", tokenizer))
+    text = " ".join("xw" if i % 6 == 0 else "w" for i in range(60))
+    [spans] = encoder.passage_windows([""], [text], False)
+    lengths = [len(row) for row in tokenizer([text[a:b] for a, b in spans[1:]])["input_ids"]]
+    assert len(spans) > 2 and max(lengths) <= 12
+    assert spans[-1][1] == len(text)
