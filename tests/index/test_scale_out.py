@@ -226,8 +226,9 @@ def test_resume_continues_across_executors(
     with pytest.raises(KeyboardInterrupt):
         build_index([squad_dev], out, options(encoder), executor=InProcess())
     monkeypatch.setattr(dense_module, "encode_range", original)
-    kept = sorted((temporary_path(out) / "dense" / "chunks").glob("0*[0-9].npy"))
-    assert len(kept) == 10
+    kept = sorted(p.name for p in (temporary_path(out) / "dense" / "chunks").iterdir())
+    assert kept == sorted([f"{n:05d}.npy" for n in range(10)]
+                          + [f"{n:05d}.owners.npy" for n in range(10)])
     notices: list[str] = []
     runs = len(cluster.history)
     build_index([squad_dev], out, options(encoder), resume=True, executor=cluster,

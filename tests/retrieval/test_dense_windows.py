@@ -341,3 +341,29 @@ def test_a_window_that_grows_when_cut_out_is_split_with_less_room() -> None:
     lengths = [len(row) for row in tokenizer([text[a:b] for a, b in spans[1:]])["input_ids"]]
     assert len(spans) > 2 and max(lengths) <= 12
     assert spans[-1][1] == len(text)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_approximate_indexes_return_distinct_passages_by_best_window(
+    encoder: Path, tmp_path: Path, kind: str
+) -> None:
+    corpus = write_corpus(tmp_path / "c.jsonl", 60)
+    dense = DenseOptions(encoder=str(encoder), device="cpu", faiss=kind, ef_search=512,
+                         nprobe=64)
+    build_index([corpus], tmp_path / "idx", BuildOptions(retrievers=("dense",), dense=dense))
+    index = load_index(tmp_path / "idx")
+    section = index.manifest.section("dense")
+    assert section["format"] == 2 and section["count"] > 60
+    dual = DualEncoder.from_options(DenseOptions(encoder=str(encoder), device="cpu"))
+    vectors, owners = dual.encode_passage_windows(index.passages.get_many(list(range(60))))
+    questions = ["music tower", "king queen river", "violin composer"]
+    queries = dual.encode_queries(questions)
+    for query, (ids, scores) in zip(queries, index.retriever("dense").search_ids(questions, 20),
+                                    strict=True):
+        assert len(ids) == len(set(ids.tolist())) == 20
+        assert np.all(np.diff(scores) <= 1e-6)
+        windows = vectors @ query
+        best = np.array([windows[owners == p].max() for p in range(60)])
+        assert int(ids[0]) == int(np.argmax(best))
+        if kind == "hnsw":  # a beam this wide over a few hundred windows is exact
+            np.testing.assert_allclose(scores, np.sort(best)[::-1][:20], atol=1e-4)
