@@ -367,3 +367,14 @@ def test_approximate_indexes_return_distinct_passages_by_best_window(
         assert int(ids[0]) == int(np.argmax(best))
         if kind == "hnsw":  # a beam this wide over a few hundred windows is exact
             np.testing.assert_allclose(scores, np.sort(best)[::-1][:20], atol=1e-4)
+
+
+def test_no_passages_asked_means_no_search() -> None:
+    owners = np.repeat(np.arange(3), [2, 1, 1]).astype(np.int64)
+
+    def search(rows: np.ndarray, depth: int):
+        raise AssertionError("searched for k = 0")
+
+    for k in (0, -2):
+        results = best_window_per_passage(search, np.zeros((2, 4)), owners, k, 3)
+        assert [(len(ids), len(scores)) for ids, scores in results] == [(0, 0), (0, 0)]
