@@ -155,6 +155,7 @@ def train(
     stop_after_steps: int | None = None,
     progress: bool = True,
     description: str = "training",
+    settings: dict[str, Any] | None = None,
 ) -> tuple[Any, TrainResult]:
     """Train ``task``'s model; return it and how the run ended.
 
@@ -167,6 +168,8 @@ def train(
         time_limit: seconds after which this call checkpoints and returns unfinished.
         stop_after_steps: stop (with a checkpoint) after this many optimizer steps in total.
         progress: show a progress bar on stderr.
+        settings: the model kind's own settings (its parameters, training files, sampling),
+            JSON-ready; kept with each checkpoint, and ``resume`` refuses other values.
 
     Raises:
         OdqaError: for a missing or mismatched checkpoint, or when interrupted (the checkpoint
@@ -187,7 +190,7 @@ def train(
     total = steps_per_epoch(len(lengths), config) * config.epochs
     state = LoopState()
     if resume:
-        state = _load_checkpoint(checkpoint_dir, model, optimizer, config, device)
+        state = _load_checkpoint(checkpoint_dir, model, optimizer, config, device, settings)
     elif checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()) and not (
         checkpoint_dir / "state.json"
     ).is_file():
@@ -207,7 +210,7 @@ def train(
 
     def save() -> None:
         state.seconds = base_seconds + time.monotonic() - started
-        _save_checkpoint(checkpoint_dir, model, optimizer, config, state)
+        _save_checkpoint(checkpoint_dir, model, optimizer, config, state, settings)
 
     with _progress(progress, description, total, state) as bar, _sigterm_as_interrupt():
         try:
@@ -270,7 +273,10 @@ def _optimizer(model: Any, config: LoopConfig) -> Any:
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
-def _save_checkpoint(folder: Path, model: Any, optimizer: Any, config: LoopConfig, state) -> None:
+def _save_checkpoint(
+    folder: Path, model: Any, optimizer: Any, config: LoopConfig, state: LoopState,
+    settings: dict[str, Any] | None = None,
+) -> None:
     """Write a checkpoint next to ``folder`` and swap it in (a crash keeps the previous one)."""
     import torch
     from safetensors.torch import save_file
@@ -288,7 +294,7 @@ def _save_checkpoint(folder: Path, model: Any, optimizer: Any, config: LoopConfi
                 moments[f"{key}.{index}"] = torch.as_tensor(value).detach().contiguous().cpu()
             index += 1
     save_file(moments, str(tmp / "optimizer.safetensors"))
-    record = {"state": asdict(state), "config": asdict(config)}
+    record = {"state": asdict(state), "config": asdict(config), "settings": settings}
     (tmp / "state.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     old = folder.with_name(folder.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
@@ -299,7 +305,8 @@ def _save_checkpoint(folder: Path, model: Any, optimizer: Any, config: LoopConfi
 
 
 def _load_checkpoint(
-    folder: Path, model: Any, optimizer: Any, config: LoopConfig, device: str
+    folder: Path, model: Any, optimizer: Any, config: LoopConfig, device: str,
+    settings: dict[str, Any] | None = None,
 ) -> LoopState:
     """Restore model, AdamW moments and random state; check the settings did not change."""
     import torch
@@ -317,6 +324,7 @@ def _load_checkpoint(
     if changed:
         names = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)}" for k in changed)
         raise OdqaError(f"--resume: the checkpoint in {folder} was made with {names}: use those")
+    _check_settings(folder, record.get("settings"), settings)
     model.load_state_dict(load_file(str(folder / "model.safetensors"), device=device))
     moments = load_file(str(folder / "optimizer.safetensors"))
     torch.set_rng_state(moments.pop("rng.torch"))
@@ -368,3 +376,22 @@ def _progress(enabled: bool, description: str, total: int, state: LoopState):
             bar.update(task_id, completed=s.step, rate=f"{rate:,.1f} ex/s", loss=f"{s.loss:.3f}")
 
         yield update
+
+
+def _check_settings(folder: Path, saved: dict[str, Any] | None, now: dict[str, Any] | None) -> None:
+    """Refuse to resume with model settings other than the checkpoint's (one line naming them).
+
+    A checkpoint written before settings were kept (``saved`` None) is not checked.
+    """
+    if saved is None or now is None:
+        return
+    now = json.loads(json.dumps(now))  # tuples become lists, as in the saved record
+    changed = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+    if not changed:
+        return
+    names = ", ".join(
+        "other training files" if k == "data" else f"--{k.replace('_', '-')} {saved.get(k)}"
+        for k in changed
+    )
+    raise OdqaError(f"--resume: the checkpoint in {folder} was made with {names}: use those, or "
+                    "remove that folder to start again")

@@ -90,14 +90,18 @@ def train_dense(
                                        scratch_folder(checkpoint_dir, "bm25"))[:, 0]
         task = DenseTrainTask(examples, params, spec, tokenizer, negatives=negatives,
                               paragraphs=paragraphs, positive=positive)
+    data = [{"file": p.name, "sha256": file_sha256(p)} for p in train_files]
+    settings = {**asdict(params), "max_examples": max_examples,
+                "data": [d["sha256"] for d in data]}
     model, result = train(
         task, config, checkpoint_dir, resume=resume, time_limit=time_limit,
         stop_after_steps=stop_after_steps, progress=progress, description="train dense",
+        settings=settings,
     )
     record: dict[str, Any] = {
         "kind": "dense",
         "mode": "query-side" if params.passage_encoder else "shared",
-        "data": [{"file": p.name, "sha256": file_sha256(p)} for p in train_files],
+        "data": data,
         "examples": len(examples),
         "paragraphs": len(paragraphs),
         "hard_negatives": None if negatives is None else int((negatives >= 0).sum()),

@@ -51,13 +51,18 @@ def train_phrase(
     examples = sample_examples(examples, max_examples, config.seed)
     tokenizer = load_base_tokenizer(params.base)
     task = PhraseTrainTask(examples, params, tokenizer, progress=progress)
+    data = [{"file": p.name, "sha256": file_sha256(p)} for p in train_files]
+    settings = {**asdict(params), "max_examples": max_examples,
+                "drop_offset_sources": list(drop_offset_sources),
+                "data": [d["sha256"] for d in data]}
     model, result = train(
         task, config, checkpoint_dir, resume=resume, time_limit=time_limit,
         stop_after_steps=stop_after_steps, progress=progress, description="train phrase",
+        settings=settings,
     )
     record: dict[str, Any] = {
         "kind": "phrase",
-        "data": [{"file": p.name, "sha256": file_sha256(p)} for p in train_files],
+        "data": data,
         "examples": len(task.windows),
         "without_answer_window": task.dropped,
         "dropped_offset_sources": {"sources": list(drop_offset_sources), "questions": dropped},

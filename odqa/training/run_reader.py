@@ -105,13 +105,18 @@ def train_reader(
         negatives = [[paragraphs[j][1] for j in row if j >= 0] for row in found]
     tokenizer = load_base_tokenizer(params.base)
     task = ReaderTrainTask(examples, params, tokenizer, negatives=negatives, progress=progress)
+    data = [{"file": p.name, "sha256": file_sha256(p)} for p in train_files]
+    settings = {**asdict(params), "max_examples": max_examples, "sample_start": sample_start,
+                "drop_offset_sources": list(drop_offset_sources),
+                "data": [d["sha256"] for d in data]}
     model, result = train(
         task, config, checkpoint_dir, resume=resume, time_limit=time_limit,
         stop_after_steps=stop_after_steps, progress=progress, description="train reader",
+        settings=settings,
     )
     record: dict[str, Any] = {
         "kind": "reader",
-        "data": [{"file": p.name, "sha256": file_sha256(p)} for p in train_files],
+        "data": data,
         "examples": len(examples),
         "dropped_offset_sources": {"sources": list(drop_offset_sources), "questions": dropped},
         "windows": len(task.windows),

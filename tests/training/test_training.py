@@ -162,6 +162,36 @@ def test_resume_refuses_changed_settings_and_fresh_run_refuses_old_checkpoint(
         train(task, config(), tmp_path / "c", progress=False)
 
 
+def test_resume_refuses_other_model_settings_or_training_files(tiny_base, train_file, tmp_path):
+    task = make_task(tiny_base, train_file)
+    kept = {"temperature": 0.05, "max_examples": None, "data": ["aa"]}
+    train(task, config(), tmp_path / "s", progress=False, stop_after_steps=1, settings=kept)
+    for changed, message in (({"temperature": 0.1}, r"--temperature 0\.05"),
+                             ({"data": ["bb"]}, "other training files"),
+                             ({"max_examples": 5}, "--max-examples None")):
+        with pytest.raises(OdqaError, match=message):
+            train(task, config(), tmp_path / "s", progress=False, resume=True,
+                  settings=kept | changed)
+    _, result = train(task, config(), tmp_path / "s", progress=False, resume=True,
+                      settings=dict(kept))
+    assert result.finished
+
+
+def test_train_dense_resume_checks_its_parameters(tiny_base, tmp_path):
+    from odqa.training.dense import DenseTrainParams
+    from odqa.training.run_dense import train_dense
+
+    train_json = squad_json(tmp_path / "train.json")
+    out, loop = tmp_path / "encoder", config(batch_size=4, precision="fp32")
+    params = DenseTrainParams(base=str(tiny_base), temperature=0.05)
+    record = train_dense([train_json], out, params, loop, stop_after_steps=1, progress=False)
+    assert not record["finished"]
+    hotter = DenseTrainParams(base=str(tiny_base), temperature=0.2)
+    with pytest.raises(OdqaError, match=r"--temperature 0\.05: use those"):
+        train_dense([train_json], out, hotter, loop, resume=True, progress=False)
+    assert train_dense([train_json], out, params, loop, resume=True, progress=False)["finished"]
+
+
 def test_frozen_embeddings_do_not_change(tiny_base, train_file, tmp_path):
     import torch
 
