@@ -142,20 +142,6 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
-def _openvino_precision(precision: str, device: str) -> str:
-    from odqa.runtime.openvino import resolve_precision as openvino_precision
-
-    return openvino_precision(precision)
-
-
-READER_PRECISION: dict[str, Callable[[str, str], str]] = {
-    "onnx": lambda precision, device: "fp32",
-    "int8": lambda precision, device: "fp32",
-    "openvino": _openvino_precision,
-}
-"""Backend -> the precision it runs for a requested one (torch: :func:`resolve_precision`)."""
-
-
 @dataclass(frozen=True)
 class Runtime:
     """A loaded reader: its tokenizer and a forward function (numpy batch -> start/end logits)."""
@@ -164,23 +150,48 @@ class Runtime:
     forward: Callable[[dict[str, np.ndarray]], tuple[Any, Any]]
 
 
-def load_runtime(name: str, device: str, precision: str, backend: str) -> Runtime:
-    """Load (once per process and settings) the reader ``name`` for ``backend`` on ``device``.
+@dataclass(frozen=True)
+class ReaderBackend:
+    """One reader runtime: the precision it runs for a requested one on a device, and how it
+    loads a model ``(name, device, precision) -> Runtime``."""
 
-    ``onnx`` and ``int8`` load a cached export with onnxruntime and tokenizers only (no torch),
-    ``openvino`` the same export with OpenVINO; the first use exports the model there (see
-    :mod:`odqa.readers.onnx_backend`).
-    """
-    if backend in ("onnx", "int8"):
+    precision: Callable[[str, str], str]
+    load: Callable[[str, str, str], Runtime]
+
+
+def _fp32(precision: str, device: str) -> str:
+    return "fp32"
+
+
+def _openvino_precision(precision: str, device: str) -> str:
+    from odqa.runtime.openvino import resolve_precision as openvino_precision
+
+    return openvino_precision(precision)
+
+
+def _onnx_loader(quantize: bool) -> Callable[[str, str, str], Runtime]:
+    """The cached ONNX export on onnxruntime and tokenizers only (no torch); int8 weights with
+    ``quantize``."""
+
+    def load(name: str, device: str, precision: str) -> Runtime:
         from odqa.readers.onnx_backend import onnx_runtime
 
-        threads = _torch_threads()
-        return Runtime(*onnx_runtime(name, quantize=backend == "int8", threads=threads))
-    if backend == "openvino":
-        from odqa.readers.onnx_backend import openvino_runtime
+        return Runtime(*onnx_runtime(name, quantize=quantize, threads=_torch_threads()))
 
-        return Runtime(*openvino_runtime(name, precision=precision, threads=_torch_threads()))
-    return _torch_runtime(name, device, precision)
+    return load
+
+
+def _openvino_runtime(name: str, device: str, precision: str) -> Runtime:
+    from odqa.readers.onnx_backend import openvino_runtime
+
+    return Runtime(*openvino_runtime(name, precision=precision, threads=_torch_threads()))
+
+
+def load_runtime(name: str, device: str, precision: str, backend: str) -> Runtime:
+    """Load (once per process and settings) the reader ``name`` for ``backend`` on ``device``
+    (see :data:`READER_BACKENDS`; ``onnx``, ``int8`` and ``openvino`` export the model on first
+    use, see :mod:`odqa.readers.onnx_backend`)."""
+    return READER_BACKENDS[backend].load(name, device, precision)
 
 
 def _torch_threads() -> int | None:
@@ -210,6 +221,15 @@ def _torch_runtime(name: str, device: str, precision: str) -> Runtime:
         return tuple(x.float().cpu().numpy() for x in (out.start_logits, out.end_logits))
 
     return Runtime(tokenizer, forward)
+
+
+READER_BACKENDS: dict[str, ReaderBackend] = {
+    "torch": ReaderBackend(resolve_precision, _torch_runtime),
+    "onnx": ReaderBackend(_fp32, _onnx_loader(quantize=False)),
+    "int8": ReaderBackend(_fp32, _onnx_loader(quantize=True)),
+    "openvino": ReaderBackend(_openvino_precision, _openvino_runtime),
+}
+"""Reader runtimes by ``--backend`` name (``auto`` is resolved by :func:`choose_backend`)."""
 
 
 def choose_backend(params: ReaderParams, device: str) -> str:
@@ -243,7 +263,7 @@ class ExtractiveReader:
             backend = choose_backend(p, device)
             if backend != "torch" and device != "cpu":
                 raise OdqaError(f"the {backend} reader backend runs on CPU only: use --device cpu")
-            precision = READER_PRECISION.get(backend, resolve_precision)(p.precision, device)
+            precision = READER_BACKENDS[backend].precision(p.precision, device)
             try:
                 self._loaded = load_runtime(self.model_name, device, precision, backend)
             except (MissingDependencyError, RuntimeError, OSError):

@@ -162,3 +162,10 @@ def test_cli_ask_with_the_default_reader_runs_without_torch(
     record = json.loads(second.stdout)
     assert record["mode"] == "extractive"
     assert record == json.loads(first.stdout)
+
+
+def test_every_reader_backend_name_has_a_runtime() -> None:
+    from odqa.readers.extractive import BACKENDS, READER_BACKENDS
+
+    assert set(BACKENDS) == {"auto", *READER_BACKENDS}
+    assert READER_BACKENDS["int8"].precision("bf16", "cpu") == "fp32"  # ONNX runs fp32 only
