@@ -18,9 +18,6 @@ import numpy as np
 
 from odqa.types import RankedIds
 
-LONG_PASSAGES = ("windows", "truncate")
-"""How a dense index treats passages longer than the encoder's limit."""
-
 OVERLAP = 0.5
 """Share of a window repeated at the start of the next one."""
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from odqa.encoders.windows import LONG_PASSAGES
 from odqa.errors import OdqaError
 from odqa.runtime.hardware import PRECISIONS
 from odqa.runtime.hub import DEFAULT_DENSE_ENCODER
@@ -16,6 +15,8 @@ from odqa.runtime.hub import DEFAULT_DENSE_ENCODER
 POOLINGS = ("cls", "mean", "max")
 BACKENDS = ("torch", "onnx", "int8", "openvino")
 FAISS_KINDS = ("flat", "hnsw", "ivfpq")
+LONG_PASSAGES = ("windows", "truncate")
+"""Passages past the encoder's limit: overlapping windows (:mod:`odqa.encoders.windows`) or cut."""
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def data_files(paths: list[Path]) -> list[dict[str, str]]:
+    """The training record's ``data``: each file's name and sha256."""
+    return [{"file": Path(p).name, "sha256": file_sha256(p)} for p in paths]
+
+
 def load_qa_examples(
     paths: Iterable[Path], *, drop_offset_sources: Iterable[str] = ()
 ) -> tuple[list[QAExample], int]:

@@ -8,6 +8,7 @@ import platform
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,13 @@ def discard_checkpoints(checkpoint_dir: Path) -> None:
         folder = scratch_folder(checkpoint_dir, kind)
         if (folder / marker).is_file():
             shutil.rmtree(folder)
+
+
+def resume_settings(data: list[dict[str, str]], params: Any, **sampling: Any) -> dict[str, Any]:
+    """What a checkpoint must have been made with to be resumed (see ``settings`` of
+    :func:`odqa.training.loop.train`): the model parameters, the sampling options and the
+    training files' sha256 (``data`` from :func:`odqa.training.data.data_files`)."""
+    return {**asdict(params), **sampling, "data": [d["sha256"] for d in data]}
 
 
 def run_fields(result: Any) -> dict[str, Any]:

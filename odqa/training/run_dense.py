@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from odqa.errors import OdqaError
-from odqa.training.data import file_sha256, load_qa_examples
+from odqa.training.data import data_files, load_qa_examples
 from odqa.training.dense import (
     DenseTrainParams,
     DenseTrainTask,
@@ -24,6 +24,7 @@ from odqa.training.output import (
     RECORD,
     check_output,
     discard_checkpoints,
+    resume_settings,
     run_fields,
     scratch_folder,
     write_output,
@@ -90,9 +91,8 @@ def train_dense(
                                        scratch_folder(checkpoint_dir, "bm25"))[:, 0]
         task = DenseTrainTask(examples, params, spec, tokenizer, negatives=negatives,
                               paragraphs=paragraphs, positive=positive)
-    data = [{"file": p.name, "sha256": file_sha256(p)} for p in train_files]
-    settings = {**asdict(params), "max_examples": max_examples,
-                "data": [d["sha256"] for d in data]}
+    data = data_files(train_files)
+    settings = resume_settings(data, params, max_examples=max_examples)
     model, result = train(
         task, config, checkpoint_dir, resume=resume, time_limit=time_limit,
         stop_after_steps=stop_after_steps, progress=progress, description="train dense",

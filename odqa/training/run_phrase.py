@@ -7,12 +7,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from odqa.training.data import file_sha256, load_qa_examples
+from odqa.training.data import data_files, load_qa_examples
 from odqa.training.loop import LoopConfig, train
 from odqa.training.output import (
     RECORD,
     check_output,
     discard_checkpoints,
+    resume_settings,
     run_fields,
     write_output,
     write_record,
@@ -51,10 +52,9 @@ def train_phrase(
     examples = sample_examples(examples, max_examples, config.seed)
     tokenizer = load_base_tokenizer(params.base)
     task = PhraseTrainTask(examples, params, tokenizer, progress=progress)
-    data = [{"file": p.name, "sha256": file_sha256(p)} for p in train_files]
-    settings = {**asdict(params), "max_examples": max_examples,
-                "drop_offset_sources": list(drop_offset_sources),
-                "data": [d["sha256"] for d in data]}
+    data = data_files(train_files)
+    settings = resume_settings(data, params, max_examples=max_examples,
+                               drop_offset_sources=list(drop_offset_sources))
     model, result = train(
         task, config, checkpoint_dir, resume=resume, time_limit=time_limit,
         stop_after_steps=stop_after_steps, progress=progress, description="train phrase",

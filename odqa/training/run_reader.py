@@ -10,13 +10,14 @@ from typing import Any
 import numpy as np
 
 from odqa.errors import OdqaError
-from odqa.training.data import QAExample, file_sha256, load_qa_examples
+from odqa.training.data import QAExample, data_files, file_sha256, load_qa_examples
 from odqa.training.loop import LoopConfig, train
 from odqa.training.negatives import bm25_negatives, paragraph_table
 from odqa.training.output import (
     RECORD,
     check_output,
     discard_checkpoints,
+    resume_settings,
     run_fields,
     scratch_folder,
     write_output,
@@ -105,10 +106,9 @@ def train_reader(
         negatives = [[paragraphs[j][1] for j in row if j >= 0] for row in found]
     tokenizer = load_base_tokenizer(params.base)
     task = ReaderTrainTask(examples, params, tokenizer, negatives=negatives, progress=progress)
-    data = [{"file": p.name, "sha256": file_sha256(p)} for p in train_files]
-    settings = {**asdict(params), "max_examples": max_examples, "sample_start": sample_start,
-                "drop_offset_sources": list(drop_offset_sources),
-                "data": [d["sha256"] for d in data]}
+    data = data_files(train_files)
+    settings = resume_settings(data, params, max_examples=max_examples, sample_start=sample_start,
+                               drop_offset_sources=list(drop_offset_sources))
     model, result = train(
         task, config, checkpoint_dir, resume=resume, time_limit=time_limit,
         stop_after_steps=stop_after_steps, progress=progress, description="train reader",
