@@ -378,3 +378,14 @@ def test_no_passages_asked_means_no_search() -> None:
     for k in (0, -2):
         results = best_window_per_passage(search, np.zeros((2, 4)), owners, k, 3)
         assert [(len(ids), len(scores)) for ids, scores in results] == [(0, 0), (0, 0)]
+
+
+def test_an_unknown_long_passages_choice_is_refused(tmp_path: Path) -> None:
+    from odqa.errors import OdqaError
+
+    with pytest.raises(OdqaError, match="unknown long_passages 'cut'"):
+        DenseOptions(long_passages="cut")
+    corpus = write_corpus(tmp_path / "c.jsonl", 3)
+    result = cli("index", corpus, "--out", tmp_path / "idx", "--long-passages", "cut")
+    assert result.exit_code == 2 and "'cut' is not one of" in result.output
+    assert not (tmp_path / "idx").exists()
